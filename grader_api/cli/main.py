@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from grader_api.cli import offline, server, student
+from grader_api.cli import offline, server, splits, student
 
 app = typer.Typer(
     name="grade",
@@ -19,7 +19,8 @@ app = typer.Typer(
 )
 
 student.register(app)   # login, submit, status, submissions, diff, leaderboard, tasks
-offline.register(app)   # score, split import
+offline.register(app)   # score
+splits.register(app)    # split import, split info
 server.register(app)    # serve, worker, admin ...
 
 if __name__ == "__main__":  # pragma: no cover
