@@ -1,0 +1,281 @@
+"""CSV predictions (Kaggle style): `id,label` or `id,<one column per class>` scores.
+
+Rows are matched by id (order ignored) and aligned to split order. Scores take a fast path
+(block conversion) and fall back to the row-by-row validator whenever it fails, so that every
+error still names its line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from scoring.parsers.codes import ErrorCode
+from scoring.parsers.common import (
+    MAX_SHOWN_IDS, bad_score_mask, class_list, describe_bad_value, fail, first_bad, shown,
+)
+from scoring.parsers.fastfloat import parse_float_block
+from scoring.parsers.text import decode_csv_text
+from scoring.types import Predictions, Split, TaskSpec
+
+# Header names are compared case-insensitively after stripping spaces.
+ID_HEADERS = ("id", "image_id", "imageid", "image", "sample_id")
+LABEL_HEADERS = ("label", "prediction", "prediction1", "predicted", "predicted_label",
+                 "category", "class", "target")
+_INT = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                     r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- rows and header
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+$")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """Physical lines, lazily (reading the header must not copy a 10 MB text)."""
+    for m in _LINE.finditer(text):
+        yield m.group()
+
+
+def _rows(text: str, filename: str | None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped fields) for every non-blank row."""
+    reader = csv.reader(_lines(text), skipinitialspace=True)
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            yield reader.line_num, [f.strip() for f in row]
+    except csv.Error as exc:
+        raise fail(ErrorCode.MALFORMED_CSV, f"cannot read the CSV row ({exc})",
+                   line=reader.line_num, filename=filename) from None
+
+
+def _expected_headers(task: TaskSpec) -> str:
+    scores = "id," + ",".join(task.classes)
+    if len(scores) > 120:
+        scores = scores[:117] + "..."
+    if task.kind == "classification":
+        return f"'id,label' or '{scores}' ({task.num_classes + 1} columns)"
+    return f"'{scores}' ({task.num_classes + 1} columns)"
+
+
+def _header_layout(fields: list[str], line: int, task: TaskSpec, filename: str | None) -> str:
+    """'labels' or 'scores', or a wrong_header error saying what was expected."""
+    folded = [f.casefold() for f in fields]
+    found = shown(",".join(fields), 80)
+
+    def wrong(detail: str, column: int | None = None) -> Exception:
+        return fail(ErrorCode.WRONG_HEADER,
+                    f"{detail}; expected the header {_expected_headers(task)}, found {found}",
+                    line=line, column=column, filename=filename)
+
+    if folded[0] not in ID_HEADERS:
+        looks_like_data = bool(_NUMBER.fullmatch(fields[-1])) or fields[-1] in task.classes
+        hint = "the first line must be a header row" if looks_like_data else \
+            "the first column must be named id"
+        raise wrong(hint, column=1)
+    if len(fields) == 2 and folded[1] in LABEL_HEADERS:
+        if task.kind != "classification":
+            raise wrong(f"a {task.kind} task needs one score column per class, not labels",
+                        column=2)
+        return "labels"
+    classes = [c.casefold() for c in task.classes]
+    if folded[1:] == classes:
+        return "scores"
+    if sorted(folded[1:]) == sorted(classes):
+        raise wrong("the class columns are not in the task's order")
+    if len(fields) != len(classes) + 1:
+        raise wrong(f"{len(fields)} columns")
+    for k, (got, want) in enumerate(zip(folded[1:], classes)):
+        if got != want:
+            raise wrong(f"column {k + 2} should be {task.classes[k]!r}", column=k + 2)
+    raise wrong("unexpected header")  # pragma: no cover - the loop above always finds one
+
+
+# --------------------------------------------------------------------------- id matching
+
+class _IdMatcher:
+    """Maps ids to split rows, reporting unknown, duplicate and (at the end) missing ids."""
+
+    def __init__(self, split: Split, filename: str | None):
+        self.index, self.split, self.filename = split.id_index, split, filename
+        self.line_of_row: dict[int, int] = {}
+
+    def add(self, ident: str, line: int) -> int:
+        row = self.index.get(ident)
+        if row is None:
+            what = "the id cell is empty" if not ident else \
+                f"id {shown(ident)} is not an id of the test split"
+            raise fail(ErrorCode.UNKNOWN_ID, what, line=line, column=1, filename=self.filename)
+        first = self.line_of_row.get(row)
+        if first is not None:
+            raise fail(ErrorCode.DUPLICATE_ID,
+                       f"id {shown(ident)} appears twice, on line {first} and line {line}",
+                       line=line, column=1, filename=self.filename)
+        self.line_of_row[row] = line
+        return row
+
+    def finish(self) -> None:
+        n = self.split.n
+        if len(self.line_of_row) == n:
+            return
+        missing = [i for r, i in enumerate(self.split.ids) if r not in self.line_of_row]
+        first = ", ".join(shown(i) for i in missing[:MAX_SHOWN_IDS])
+        more = ", ..." if len(missing) > MAX_SHOWN_IDS else ""
+        raise fail(ErrorCode.MISSING_IDS,
+                   f"{len(missing)} of the {n} ids of the test split have no row "
+                   f"(first missing: {first}{more})", filename=self.filename)
+
+
+# --------------------------------------------------------------------------- labels
+
+def _class_index(cell: str, task: TaskSpec, names: dict[str, int], line: int,
+                 filename: str | None) -> int:
+    k = names.get(cell)
+    if k is not None:
+        return k
+    if _INT.fullmatch(cell):
+        k = int(cell)
+        if 0 <= k < task.num_classes:
+            return k
+        raise fail(ErrorCode.CLASS_OUT_OF_RANGE,
+                   f"class index {shown(cell)} is out of range; expected 0..{task.num_classes - 1}",
+                   line=line, column=2, filename=filename)
+    folded = {c.casefold(): c for c in task.classes}
+    hint = f" (did you mean {folded[cell.casefold()]!r}? names are case-sensitive)" \
+        if cell.casefold() in folded else ""
+    what = "the label cell is empty" if not cell else f"{shown(cell)} is not a class of this task"
+    raise fail(ErrorCode.UNKNOWN_CLASS,
+               f"{what}{hint}; expected a class index 0..{task.num_classes - 1} or a class name: "
+               f"{class_list(task)}", line=line, column=2, filename=filename)
+
+
+def _parse_labels(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, split: Split,
+                  filename: str | None) -> Predictions:
+    names = {c: k for k, c in enumerate(task.classes)}
+    matcher = _IdMatcher(split, filename)
+    out = np.full(split.n, -1, dtype=np.int64)
+    for line, fields in rows:
+        if len(fields) != 2:
+            raise fail(ErrorCode.WRONG_COLUMN_COUNT,
+                       f"line {line} has {len(fields)} columns, expected 2 (id,label)",
+                       line=line, filename=filename)
+        row = matcher.add(fields[0], line)
+        out[row] = _class_index(fields[1], task, names, line, filename)
+    matcher.finish()
+    return Predictions(labels=out, source_format="csv-labels")
+
+
+# --------------------------------------------------------------------------- scores
+
+def _fast_score_rows(text: str, k: int) -> tuple[list[str], list[int], np.ndarray] | None:
+    """(ids, line numbers, values in file order) for a plain file, else None."""
+    if '"' in text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None
+    lines = text.split("\n")
+    h = 0
+    while h < len(lines) and not lines[h].strip():
+        h += 1
+    ids: list[str] = []
+    rests: list[str] = []
+    numbers: list[int] = []
+    for n, ln in enumerate(lines[h + 1:], start=h + 2):
+        head, sep, rest = ln.partition(",")
+        if not sep:
+            if ln.strip():
+                return None
+            continue
+        ids.append(head.strip())
+        rests.append(rest)
+        numbers.append(n)
+    if not rests or any(r.count(",") != k - 1 for r in rests):
+        return None
+    values = parse_float_block(",".join(rests), len(rests) * k)
+    if values is None:
+        return None
+    return ids, numbers, values.reshape(len(rests), k)
+
+
+def _slow_score_rows(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, matcher: _IdMatcher,
+                     filename: str | None) -> tuple[list[int], list[int], np.ndarray]:
+    k = task.num_classes
+    split_rows: list[int] = []
+    numbers: list[int] = []
+    values: list[list[float]] = []
+    for line, fields in rows:
+        if len(fields) != k + 1:
+            raise fail(ErrorCode.WRONG_COLUMN_COUNT,
+                       f"line {line} has {len(fields)} columns, expected {k + 1} (id and one "
+                       "score per class)", line=line, filename=filename)
+        split_rows.append(matcher.add(fields[0], line))
+        cells = fields[1:]
+        try:
+            row = [float(c) for c in cells]
+            ok = True
+        except ValueError:
+            ok = False
+        if not ok or any(not _NUMBER.fullmatch(c) for c in cells):
+            for col, cell in enumerate(cells, start=2):
+                if not _NUMBER.fullmatch(cell):
+                    what = "the cell is empty" if not cell else f"{shown(cell)} is not a number"
+                    raise fail(ErrorCode.NOT_A_NUMBER, f"{what}; expected a score",
+                               line=line, column=col, filename=filename)
+        numbers.append(line)
+        values.append(row)
+    arr = np.array(values, dtype=np.float64).reshape(len(values), k)
+    return split_rows, numbers, arr
+
+
+def _check_scores(values: np.ndarray, numbers: list[int], task: TaskSpec,
+                  filename: str | None) -> None:
+    found = bad_score_mask(values, task)
+    if found is None:
+        return
+    mask, code = found
+    r, c = first_bad(mask)  # type: ignore[misc]
+    raise fail(code, describe_bad_value(code, float(values[r, c])), line=numbers[r],
+               column=c + 2, filename=filename)
+
+
+def _parse_scores(text: str, rows: Iterator[tuple[int, list[str]]], task: TaskSpec,
+                  split: Split, filename: str | None) -> Predictions:
+    k = task.num_classes
+    matcher = _IdMatcher(split, filename)
+    fast = _fast_score_rows(text, k)
+    if fast is not None:
+        ids, numbers, values = fast
+        split_rows = [matcher.add(i, n) for i, n in zip(ids, numbers)]
+    else:
+        split_rows, numbers, values = _slow_score_rows(rows, task, matcher, filename)
+    _check_scores(values, numbers, task, filename)
+    matcher.finish()
+    out = np.empty((split.n, k), dtype=np.float64)
+    out[np.asarray(split_rows, dtype=np.int64)] = values
+    return Predictions(scores=out, source_format="csv-scores")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def parse_csv(data: bytes, task: TaskSpec, split: Split, filename: str | None = None) -> Predictions:
+    if task.kind == "segmentation":
+        raise fail(ErrorCode.UNSUPPORTED_FORMAT,
+                   "segmentation predictions must be a .npy or .npz array of shape "
+                   f"(N, {task.num_classes}, H, W); CSV text is not accepted", filename=filename)
+    text = decode_csv_text(data, filename)
+    rows = _rows(text, filename)
+    first = next(rows, None)
+    if first is None:
+        raise fail(ErrorCode.EMPTY_FILE, "the file has no rows", filename=filename)
+    line, header = first
+    layout = _header_layout(header, line, task, filename)
+    if layout == "labels":
+        return _parse_labels(rows, task, split, filename)
+    return _parse_scores(text, rows, task, split, filename)
