@@ -1,9 +1,211 @@
-"""Placeholder: commands registered by this module are being written."""
+"""Server-side commands: `grade serve`, `grade worker`, `grade admin ...`.
+
+Heavy imports happen inside the commands so `grade --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import typer
+
+admin = typer.Typer(help="Administration: users, tasks, migrations, sweeping.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.add_typer(admin, name="admin")
+
+
+def _settings(**overrides):
+    from grader_api.config import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=os.environ.get("HELDOUT_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def serve(
+    demo: bool = typer.Option(False, "--demo", help="seed a demo course (tasks, splits, users, submissions)"),
+    host: str = typer.Option("127.0.0.1", help="address to bind"),
+    port: int = typer.Option(8000, help="port"),
+) -> None:
+    """Run the API and web pages. Without REDIS_URL: SQLite under ./var, local storage and an
+    in-process worker — no other servers needed."""
+    import uvicorn
+
+    from grader_api.app import create_app
+
+    _setup_logging()
+    settings = _settings(demo=demo or None)
+    mode = "celery workers via REDIS_URL" if settings.uses_celery else "in-process worker"
+    typer.echo(f"heldout: database {_redact(settings.effective_database_url)}, {mode}; "
+               f"http://{host}:{port}/  (API docs: /api/v1/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _redact(url: str) -> str:
+    # Never print a database password.
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def worker(
+    queues: str = typer.Option("cpu,gpu", help="logical queues to consume: cpu, gpu or both"),
+    concurrency: int = typer.Option(1, help="worker processes"),
+    sweeper: bool = typer.Option(True, help="also run the sweeper loop in this process"),
+) -> None:
+    """Run a Celery worker (needs REDIS_URL and DATABASE_URL) plus the sweeper loop."""
+    from grader_api.config import get_settings
+    from grader_api.db import migrate
+
+    _setup_logging()
+    settings = get_settings()
+    if not settings.uses_celery:
+        raise typer.BadParameter("REDIS_URL is not set: `grade serve` grades in-process without a worker")
+    migrate(settings.effective_database_url)
+    names = [settings.queue_name(q.strip()) for q in queues.split(",") if q.strip()]
+    # The Celery worker is a child process: its prefork pool must not fork a process that
+    # already runs the sweeper thread.
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", ",".join(names),
+           "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"heldout-{os.getpid()}@%h"]
+    proc = subprocess.Popen(cmd)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: proc.send_signal(s))
+    sweep_thread = None
+    if sweeper:
+        from grader_api.db import get_database
+        from worker.grading import default_relay
+        from worker.sweeper import SweeperThread
+
+        get_database(settings.effective_database_url)
+        sweep_thread = SweeperThread(settings, default_relay(settings)).start()
+    code = proc.wait()
+    if sweep_thread is not None:
+        sweep_thread.stop()
+    raise typer.Exit(code)
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+def _db():
+    from grader_api.config import get_settings
+    from grader_api.db import get_database, migrate
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate(settings.effective_database_url)
+    return settings, get_database(settings.effective_database_url)
+
+
+def _run(fn):
+    from grader_api.errors import ApiError
+
+    try:
+        return fn()
+    except ApiError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+@admin.command("create-user")
+def create_user(name: str, role: str = typer.Option("student", help="student or instructor")) -> None:
+    """Create a user and print their token (shown once)."""
+    from grader_api.services.users import create_user as create
+
+    _settings_, db = _db()
+
+    def go():
+        with db.transaction() as s:
+            user, token = create(s, name, role)
+        typer.echo(f"created {user.role.value} '{user.name}'. Token (shown once):\n{token}")
+
+    _run(go)
+
+
+@admin.command("token")
+def token(name: str, revoke_old: bool = typer.Option(False, help="revoke the user's other tokens")) -> None:
+    """Issue a new token for an existing user."""
+    from grader_api.services.users import new_token
+
+    _settings_, db = _db()
+
+    def go():
+        with db.transaction() as s:
+            typer.echo(new_token(s, name, revoke_old=revoke_old))
+
+    _run(go)
+
+
+@admin.command("revoke")
+def revoke(name: str) -> None:
+    """Revoke every token of a user."""
+    from grader_api.services.users import revoke as do_revoke
+
+    _settings_, db = _db()
+
+    def go():
+        with db.transaction() as s:
+            typer.echo(f"revoked {do_revoke(s, name)} token(s) of '{name}'")
+
+    _run(go)
+
+
+@admin.command("add-task")
+def add_task(task_file: Path, update: bool = typer.Option(False, help="update the task if it exists")) -> None:
+    """Create (or with --update, update) a task from a task YAML file. Its split must exist
+    under the data root (HELDOUT_DATA_ROOT)."""
+    import sqlalchemy as sa
+
+    from grader_api.models import Task
+    from grader_api.services import tasks as task_service
+
+    settings, db = _db()
+    text = task_file.read_text(encoding="utf-8")
+
+    def go():
+        with db.transaction() as s:
+            mapping, _opts = task_service.parse_task_yaml(text)
+            existing = s.scalar(sa.select(Task).where(Task.name == mapping.get("name")))
+            if existing is not None and update:
+                task = task_service.update_task(s, settings, existing, text, task_service.CourseOptions())
+                verb = "updated"
+            else:
+                task = task_service.create_task(s, settings, text)
+                verb = "created"
+        typer.echo(f"{verb} task '{task.name}' ({task.kind}, {task.metric})")
+
+    _run(go)
+
+
+@admin.command("sweep")
+def sweep() -> None:
+    """One sweeper pass: re-send lost messages, re-queue stuck submissions."""
+    from worker.grading import default_relay
+    from worker.sweeper import sweep_once
+
+    settings, _db_ = _db()
+    relay = default_relay(settings)
+    result = sweep_once(settings, relay)
+    if not settings.uses_celery:
+        relay.dispatcher.wait_idle(600)  # embedded: finish what was re-queued before exiting
+    typer.echo(result.as_dict())
+
+
+@admin.command("migrate")
+def migrate_cmd() -> None:
+    """Apply database migrations (the server and workers also do this on start)."""
+    settings, _db_ = _db()
+    typer.echo(f"database at the latest revision: {_redact(settings.effective_database_url)}")

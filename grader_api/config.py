@@ -1,0 +1,96 @@
+"""The one settings class of the service. Every knob is read here, from the environment.
+
+`DATABASE_URL` and `REDIS_URL` keep their conventional names; everything else is
+`HELDOUT_<NAME>`. Nothing is read at import time: call `get_settings()` (cached) or build
+`Settings(...)` explicitly (tests do).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HELDOUT_", populate_by_name=True, extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    var_dir: Path = Path("var")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "HELDOUT_DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "HELDOUT_REDIS_URL", "redis_url")
+    )
+    storage_dir: Path | None = None        # default: <var_dir>/storage
+    data_root: Path | None = None          # default: <var_dir>/data; task splits resolve under it
+    datasets_dir: Path = Path("datasets")  # task YAML files shipped with the repo (demo seeding)
+
+    # --- queue and reliability -----------------------------------------------------------
+    queue_prefix: str = ""                 # prefixes Celery queue names and Redis keys (tests, shared brokers)
+    max_attempts: int = 3                  # grading attempts per submission before it fails with a reason
+    task_time_limit_s: int = 900           # Celery hard limit; must stay below the visibility timeout
+    visibility_timeout_s: int = 3600       # Redis broker redelivery of unacked messages
+    stuck_queued_after_s: int = 120        # sweeper re-sends a submission queued this long
+    stuck_running_after_s: int = 960       # sweeper re-queues a submission running this long
+    outbox_grace_s: float = 5.0            # sweeper leaves fresh unsent outbox rows to the relay
+    sweep_interval_s: float = 15.0
+    sweeper_enabled: bool = True           # a sweeper thread in `grade serve`
+    inprocess_workers: int = 2             # threads of the embedded worker (no REDIS_URL)
+    model_device: str = "auto"             # model evaluation device: auto (cuda when present), cpu, cuda
+    auto_migrate: bool = True              # apply Alembic migrations when the app starts
+
+    # --- limits --------------------------------------------------------------------------
+    rate_limit: str = "300/minute"         # every authenticated API request, per user
+    upload_rate_limit: str = "30/minute"   # uploads, per user (on top of the task's daily limit)
+
+    # --- web pages ------------------------------------------------------------------------
+    secret_key: str | None = None          # signs browser sessions; default: a random key in <var_dir>
+
+    # --- demo ----------------------------------------------------------------------------
+    demo: bool = False
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return _normalise_db_url(self.database_url)
+        return f"sqlite:///{(self.var_dir / 'heldout.sqlite3').as_posix()}"
+
+    @property
+    def effective_storage_dir(self) -> Path:
+        return self.storage_dir or self.var_dir / "storage"
+
+    @property
+    def effective_data_root(self) -> Path:
+        return self.data_root or self.var_dir / "data"
+
+    @property
+    def uses_celery(self) -> bool:
+        return bool(self.redis_url)
+
+    def queue_name(self, queue: str) -> str:
+        """Broker queue name for a logical queue (`cpu`, `gpu`)."""
+        return f"{self.queue_prefix}{queue}"
+
+    def ensure_dirs(self) -> None:
+        """Create the local directories the embedded default needs (called at startup, not import)."""
+        for d in (self.effective_storage_dir, self.effective_data_root):
+            d.mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _normalise_db_url(url: str) -> str:
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver (psycopg 3).
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

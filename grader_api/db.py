@@ -1,0 +1,131 @@
+"""Engine, sessions, the one transaction helper, and migrations.
+
+Commit/rollback happen in exactly two places: `get_session` (the HTTP request edge) and
+`Database.transaction()` (worker, sweeper, CLI); both run the callbacks registered with
+`after_commit` only once the commit has succeeded — that is how queue messages are sent
+strictly after the rows they refer to exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+_AFTER_COMMIT_KEY = "heldout.after_commit"
+_AFTER_ROLLBACK_KEY = "heldout.after_rollback"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's current transaction has committed (never on rollback)."""
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+
+
+def after_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` if the session's current transaction is rolled back (undo side effects
+    outside the database, e.g. a stored file nothing refers to)."""
+    session.info.setdefault(_AFTER_ROLLBACK_KEY, []).append(callback)
+
+
+def _run_callbacks(session: Session, key: str) -> None:
+    for cb in session.info.pop(key, []):
+        try:
+            cb()
+        except Exception:  # e.g. a failed send leaves the outbox row unsent; the sweeper retries it
+            log.exception("transaction callback failed")
+
+
+@contextmanager
+def unit_of_work(session: Session) -> Iterator[Session]:
+    """Commit on success, roll back on error, then run after-commit callbacks."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        session.info.pop(_AFTER_COMMIT_KEY, None)
+        _run_callbacks(session, _AFTER_ROLLBACK_KEY)
+        raise
+    session.info.pop(_AFTER_ROLLBACK_KEY, None)
+    _run_callbacks(session, _AFTER_COMMIT_KEY)
+
+
+def _make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # WAL: readers do not block the writer
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _make_engine(url)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.sessionmaker() as session, unit_of_work(session):
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_databases: dict[str, Database] = {}
+_lock = threading.Lock()
+
+
+def get_database(url: str) -> Database:
+    """One engine per URL per process (the worker and the sweeper share it)."""
+    with _lock:
+        db = _databases.get(url)
+        if db is None:
+            db = _databases[url] = Database(url)
+        return db
+
+
+def dispose_database(url: str) -> None:
+    with _lock:
+        db = _databases.pop(url, None)
+    if db is not None:
+        db.dispose()
+
+
+# --- migrations --------------------------------------------------------------------------
+
+_MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the latest revision (safe to run from several processes at once)."""
+    from alembic import command
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")

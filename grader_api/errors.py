@@ -1,0 +1,80 @@
+"""One error envelope for every answer that is not a success:
+
+    {"detail": "<readable message>", "code": "<kind>", "line": int|null, "column": int|null}
+
+Services raise `ApiError` (or a subclass); FastAPI's own HTTP and validation errors are mapped
+to the same shape; anything else is logged with its stack trace and answered with a generic
+500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(detail)
+        self.status, self.detail, self.code = status, detail, code
+        self.line, self.column, self.headers = line, column, headers
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found", "not_found")
+
+
+def envelope(detail: str, code: str, line: int | None = None, column: int | None = None) -> dict:
+    return {"detail": detail, "code": code, "line": line, "column": column}
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+               422: "invalid_request", 429: "rate_limited"}
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = [str(x) for x in err.get("loc", ())]
+        where = f"{loc[0]} field '{'.'.join(loc[1:])}'" if len(loc) > 1 else (loc[0] if loc else "request")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError):
+        return JSONResponse(envelope(exc.detail, exc.code, exc.line, exc.column),
+                            status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return JSONResponse(envelope(detail, _HTTP_CODES.get(exc.status_code, "http_error")),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError):
+        return JSONResponse(envelope(_describe_validation(exc), "invalid_request"), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(req: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", req.method, req.url.path)
+        return JSONResponse(envelope("internal server error; the problem has been logged", "internal"),
+                            status_code=500)

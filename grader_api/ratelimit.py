@@ -1,0 +1,44 @@
+"""Per-user rate limits with the `limits` library.
+
+Storage is in process memory for the embedded default and Redis when `REDIS_URL` is set, so
+several API processes share one budget. If the limit store is unreachable we fail open (and
+log): a broken limiter must not take grading down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from grader_api.config import Settings
+from grader_api.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings):
+        uri = settings.redis_url or "memory://"
+        options = {"key_prefix": f"{settings.queue_prefix}heldout-limits"} if settings.redis_url else {}
+        self._storage = storage_from_string(uri, **options)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._limits = {"api": parse(settings.rate_limit), "upload": parse(settings.upload_rate_limit)}
+
+    def check(self, scope: str, user_id: int) -> None:
+        """Count one request of `user_id` in `scope`; raise 429 when over the limit."""
+        item = self._limits[scope]
+        try:
+            if self._limiter.hit(item, scope, str(user_id)):
+                return
+            reset = self._limiter.get_window_stats(item, scope, str(user_id)).reset_time
+        except Exception:
+            log.warning("rate-limit store unavailable; allowing the request", exc_info=True)
+            return
+        retry = max(1, math.ceil(reset - time.time()))
+        raise ApiError(429, f"too many requests: limit is {item}; retry in {retry} s",
+                       "rate_limited", headers={"Retry-After": str(retry)})

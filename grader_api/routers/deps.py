@@ -1,0 +1,49 @@
+"""Request-scoped dependencies and their `Annotated` aliases.
+
+The session dependency is the request edge: it commits when the endpoint returns (before the
+response is sent, `scope="function"`), rolls back on error, then runs after-commit callbacks
+(dispatching queued submissions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from grader_api.config import Settings
+from grader_api.db import Database, unit_of_work
+from grader_api.dispatch import OutboxRelay
+from grader_api.ratelimit import RateLimiter
+from grader_api.storage import LocalStorage
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    db: Database = request.app.state.db
+    with db.sessionmaker() as session, unit_of_work(session):
+        yield session
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_storage(request: Request) -> LocalStorage:
+    return request.app.state.storage
+
+
+def get_relay(request: Request) -> OutboxRelay:
+    return request.app.state.relay
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return request.app.state.limiter
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]

@@ -1,0 +1,34 @@
+"""The caller: identity, own history, diffs between own submissions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from grader_api.auth import CurrentUser
+from grader_api.routers.deps import SessionDep
+from grader_api.schemas import History, UserOut
+from grader_api.services import submissions as submission_service
+from grader_api.services import tasks as task_service
+from grader_api.services.users import user_view
+
+router = APIRouter(tags=["me"])
+
+
+@router.get("/me", response_model=UserOut)
+def me(user: CurrentUser) -> dict:
+    return user_view(user)
+
+
+@router.get("/me/submissions", response_model=History)
+def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(description="task name")) -> dict:
+    t = task_service.get_task(session, task)
+    return {"task": t.name, "metric": t.metric, "higher_is_better": t.higher_is_better,
+            "submissions": submission_service.history(session, t, user)}
+
+
+@router.get("/me/submissions/diff")
+def my_diff(user: CurrentUser, session: SessionDep, a: int = Query(description="earlier submission id"),
+            b: int = Query(description="later submission id"),
+            part: str = Query("public", description="public, or private/overall after the task closes")) -> dict:
+    """Per-class differences b − a between two of the caller's submissions."""
+    return submission_service.diff(session, user, a, b, part)

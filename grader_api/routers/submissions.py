@@ -1,0 +1,72 @@
+"""Submissions: upload, status/report, final selection."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from grader_api.auth import CurrentUser
+from grader_api.models import utcnow
+from grader_api.routers.deps import LimiterDep, RelayDep, SessionDep, SettingsDep, StorageDep
+from grader_api.routers.multipart import receive_upload
+from grader_api.schemas import ErrorOut, SelectIn, SubmissionAccepted, SubmissionOut
+from grader_api.services import submissions as submission_service
+from grader_api.services import tasks as task_service
+
+router = APIRouter(tags=["submissions"])
+
+_UPLOAD_DOC = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "predictions (CSV, .npy, .npz) or a model file"},
+                       "note": {"type": "string", "description": "what changed since the last attempt"}},
+    }}}},
+}
+_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 415, 422, 429)}
+
+
+@router.post("/tasks/{task}/submissions", status_code=202, response_model=SubmissionAccepted,
+             openapi_extra=_UPLOAD_DOC, responses=_ERRORS)
+async def upload(task: str, request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+                 storage: StorageDep, relay: RelayDep, limiter: LimiterDep) -> dict:
+    """Upload a file; it is validated now (clear 4xx on a bad file) and graded in the background."""
+    now = utcnow()
+
+    def precheck():
+        t = task_service.get_task(session, task)
+        submission_service.precheck(session, t, user, now)
+        limiter.check("upload", user.id)
+        # Give the connection back while the body streams (a large upload takes a while);
+        # the loaded rows stay usable, and nothing has been written yet.
+        session.close()
+        return t
+
+    t = await run_in_threadpool(precheck)
+    limit = int(float(t.spec.get("max_upload_mb", 64)) * 1_000_000)
+    received = await receive_upload(request, storage, limit)
+    try:
+        sub = await run_in_threadpool(
+            submission_service.accept_upload, session, relay=relay, storage=storage,
+            data_root=settings.effective_data_root, task=t, user=user, temp_path=received.path,
+            sha256=received.sha256, size=received.size, filename=received.filename,
+            note=received.fields.get("note"))
+    finally:
+        received.path.unlink(missing_ok=True)  # already moved into storage on success
+    return {"id": sub.id, "status": sub.status.value, "task": t.name, "kind": sub.kind.value,
+            "late": sub.late, "late_days_used": sub.late_days_used, "size": sub.file_size,
+            "sha256": sub.file_sha256, "url": f"/api/v1/submissions/{sub.id}"}
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionOut)
+def get_submission(submission_id: int, user: CurrentUser, session: SessionDep) -> dict:
+    sub = submission_service.get_visible(session, submission_id, user)
+    return submission_service.submission_view(sub, user)
+
+
+@router.post("/submissions/{submission_id}/select", response_model=SubmissionOut)
+def select(submission_id: int, user: CurrentUser, session: SessionDep, body: SelectIn | None = None) -> dict:
+    """Mark (or with `{"selected": false}` unmark) one of your submissions as final."""
+    sub = submission_service.get_visible(session, submission_id, user)
+    submission_service.set_selected(session, sub, user, True if body is None else body.selected)
+    return submission_service.submission_view(sub, user)

@@ -1,0 +1,146 @@
+"""Leaderboards and the grade export.
+
+Public board: each student's best public-part score. Private board (and grades): the
+private-part score of the student's final submission(s), chosen by the task's rule
+(best public by default). Ties: the earlier submission ranks higher. Direction comes from
+the metric's `higher_is_better`. Only graded rows take part (scores never NaN: the worker
+stores None for undefined values).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from grader_api.errors import ApiError
+from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User
+from grader_api.services.submissions import can_see_private
+
+
+@dataclass
+class _Entry:
+    id: int
+    user_id: int
+    created_at: datetime
+    public: float | None
+    private: float | None
+    selected: bool
+    points: float | None
+    late_days_used: int
+
+
+def _ranking_key(task: Task, score: float, entry: _Entry):
+    return (-score if task.higher_is_better else score, entry.created_at, entry.id)
+
+
+def _best(task: Task, entries: list[_Entry], attr: str) -> _Entry | None:
+    scored = [e for e in entries if getattr(e, attr) is not None]
+    return min(scored, key=lambda e: _ranking_key(task, getattr(e, attr), e), default=None)
+
+
+def final_entries(task: Task, entries: list[_Entry]) -> list[_Entry]:
+    """The submissions that count for the private board and the grade."""
+    if task.final_rule == FinalRule.LATEST:
+        scored = [e for e in entries if e.public is not None or e.private is not None]
+        return [max(scored, key=lambda e: (e.created_at, e.id))] if scored else []
+    if task.final_rule == FinalRule.SELECTED:
+        chosen = [e for e in entries if e.selected]
+        if chosen:
+            return chosen
+    best = _best(task, entries, "public")
+    return [best] if best else []
+
+
+def _graded(task: Task, entries: list[_Entry]) -> _Entry | None:
+    return _best(task, final_entries(task, entries), "private")
+
+
+def _entries_by_user(session: Session, task: Task) -> tuple[dict[int, list[_Entry]], dict[int, str], dict[int, int]]:
+    # Rows with a public score: scored ones, and ones being rescored (old scores stand until replaced).
+    rows = session.execute(
+        sa.select(Submission.id, Submission.user_id, Submission.created_at,
+                  Submission.public_primary, sa.func.coalesce(Submission.private_primary, Submission.overall_primary),
+                  Submission.selected, Submission.points, Submission.late_days_used)
+        .where(Submission.task_id == task.id, Submission.status != SubmissionStatus.FAILED,
+               Submission.scored_at.is_not(None))
+    ).all()
+    by_user: dict[int, list[_Entry]] = {}
+    for r in rows:
+        by_user.setdefault(r[1], []).append(_Entry(*r))
+    counts = dict(session.execute(
+        sa.select(Submission.user_id, sa.func.count(Submission.id))
+        .where(Submission.task_id == task.id, Submission.status != SubmissionStatus.FAILED)
+        .group_by(Submission.user_id)
+    ).all())
+    names = dict(session.execute(sa.select(User.id, User.name).where(User.id.in_(list(counts) or [-1]))).all())
+    return by_user, names, counts
+
+
+def leaderboard(session: Session, task: Task, board: str, viewer: User, now: datetime | None = None) -> dict:
+    if board not in ("public", "private"):
+        raise ApiError(422, "board: expected 'public' or 'private'", "invalid_request")
+    if board == "private" and not can_see_private(task, viewer, now):
+        raise ApiError(403, "the private leaderboard is shown after the task closes", "private_hidden")
+    by_user, names, counts = _entries_by_user(session, task)
+    ranked = []
+    for user_id, entries in by_user.items():
+        chosen = _best(task, entries, "public") if board == "public" else _graded(task, entries)
+        if chosen is None:
+            continue
+        score = chosen.public if board == "public" else chosen.private
+        ranked.append((_ranking_key(task, score, chosen), user_id, chosen, score))
+    ranked.sort(key=lambda t: (t[0], t[1]))
+    rows = []
+    for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1):
+        own = viewer.role == Role.INSTRUCTOR or viewer.id == user_id
+        rows.append({
+            "rank": rank, "user": names.get(user_id, "?"), "score": score,
+            "entries": counts.get(user_id, 0), "submitted_at": chosen.created_at,
+            "submission_id": chosen.id if own else None, "is_me": viewer.id == user_id,
+        })
+    return {"task": task.name, "board": board, "metric": task.metric,
+            "higher_is_better": task.higher_is_better, "rows": rows}
+
+
+GRADE_COLUMNS = ("student", "best_public", "best_private", "points", "late_days_used", "submissions")
+
+
+def grade_rows(session: Session, task: Task) -> list[dict]:
+    """One row per student (all students, also those who never submitted).
+
+    best_public: the best public-part score; best_private: the private-part score of the
+    final submission(s) (the private board's score); points and late days used: of that
+    graded submission.
+    """
+    by_user, _names, counts = _entries_by_user(session, task)
+    students = session.execute(
+        sa.select(User.id, User.name).where(User.role == Role.STUDENT).order_by(User.name)).all()
+    rows = []
+    for user_id, name in students:
+        entries = by_user.get(user_id, [])
+        best_public = _best(task, entries, "public")
+        graded = _graded(task, entries)
+        rows.append({
+            "student": name,
+            "best_public": best_public.public if best_public else None,
+            "best_private": graded.private if graded else None,
+            "points": graded.points if graded else None,
+            "late_days_used": graded.late_days_used if graded else 0,
+            "submissions": counts.get(user_id, 0),
+        })
+    return rows
+
+
+def grades_csv(session: Session, task: Task) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=GRADE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in grade_rows(session, task):
+        writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+                         for k, v in row.items()})
+    return buf.getvalue()

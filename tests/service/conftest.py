@@ -1,0 +1,60 @@
+"""Fixtures for the service tests. The embedded stack (SQLite + in-process worker) is cheap
+and used by default; the real stack (PostgreSQL, Redis, a celery worker subprocess) lives in
+`test_integration_real.py` and skips with the address of whatever server is not reachable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from grader_api.app import create_app
+from grader_api.config import Settings
+from tests.service.helpers import make_split, task_yaml
+
+
+@dataclass
+class Course:
+    client: TestClient
+    settings: Settings
+    instructor: str
+    alice: str
+    bob: str
+    labels: object   # numpy labels of the default split
+
+    @property
+    def app(self):
+        return self.client.app
+
+
+def seed_users(app) -> dict[str, str]:
+    from grader_api.services.users import create_user
+
+    tokens = {}
+    with app.state.db.transaction() as s:
+        for name, role in (("prof", "instructor"), ("alice", "student"), ("bob", "student")):
+            tokens[name] = create_user(s, name, role)[1]
+    return tokens
+
+
+def embedded_settings(tmp_path: Path, **overrides) -> Settings:
+    values = dict(var_dir=tmp_path / "var", database_url=None, redis_url=None, sweeper_enabled=False,
+                  datasets_dir=Path("datasets"), rate_limit="10000/minute", upload_rate_limit="10000/minute")
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def course(tmp_path) -> Course:
+    """Embedded app with three users and a 'pets' task (200 items, deadline unset)."""
+    settings = embedded_settings(tmp_path)
+    labels = make_split(settings.effective_data_root, "pets/test", n=200)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        tokens = seed_users(app)
+        r = client.post("/api/v1/tasks", content=task_yaml(), headers={
+            "Authorization": f"Bearer {tokens['prof']}", "Content-Type": "application/yaml"})
+        assert r.status_code == 201, r.text
+        yield Course(client, settings, tokens["prof"], tokens["alice"], tokens["bob"], labels)

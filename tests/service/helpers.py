@@ -1,0 +1,74 @@
+"""Builders shared by the service tests: small splits, task files, prediction files, clients."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("cat", "dog", "bird", "fish")
+
+
+def make_split(data_root: Path, rel: str, n: int = 200, seed: int = 0) -> np.ndarray:
+    """A classification split of `n` items over CLASSES; returns its labels."""
+    from scoring.splits import write_split
+
+    labels = np.random.default_rng(seed).integers(0, len(CLASSES), n)
+    ids = [f"img{i:05d}" for i in range(n)]
+    write_split(data_root / rel, labels, ids=ids, seed=seed, overwrite=True)
+    return labels
+
+
+def ids_for(n: int) -> list[str]:
+    return [f"img{i:05d}" for i in range(n)]
+
+
+def task_yaml(name: str = "pets", split: str = "pets/test", *, public_fraction: float = 0.5,
+              extra: str = "") -> str:
+    return (f"name: {name}\ntitle: Pets\nkind: classification\n"
+            f"classes: [{', '.join(CLASSES)}]\nmetric: accuracy\nsplit: {split}\n"
+            f"public_fraction: {public_fraction}\nmax_upload_mb: 1\n"
+            "points: {kind: threshold, max_points: 10, bar: 0.9, baseline: 0.25}\n" + extra)
+
+
+def predictions_csv(labels: np.ndarray, accuracy: float, seed: int = 1) -> bytes:
+    """An `id,label` CSV that gets about `accuracy` of `labels` right."""
+    rng = np.random.default_rng(seed)
+    pred = labels.copy()
+    wrong = rng.random(len(labels)) > accuracy
+    pred[wrong] = (pred[wrong] + rng.integers(1, len(CLASSES), wrong.sum())) % len(CLASSES)
+    out = io.StringIO()
+    out.write("id,label\n")
+    for i, p in zip(ids_for(len(labels)), pred, strict=True):
+        out.write(f"{i},{CLASSES[p]}\n")
+    return out.getvalue().encode()
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upload(client, token: str, task: str, content: bytes, note: str | None = None, filename: str = "preds.csv"):
+    data = {"note": note} if note is not None else {}
+    return client.post(f"/api/v1/tasks/{task}/submissions", headers=auth(token),
+                       files={"file": (filename, content, "text/csv")}, data=data)
+
+
+def wait_for_status(client, token: str, sid: int, timeout: float = 30.0,
+                    done: tuple[str, ...] = ("scored", "failed")) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get(f"/api/v1/submissions/{sid}", headers=auth(token))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["status"] in done:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"submission {sid} still {body['status']} after {timeout} s")
+        time.sleep(0.05)
+
+
+def stored_files(storage_dir: Path) -> list[Path]:
+    return sorted(p for p in (storage_dir / "objects").rglob("*") if p.is_file())

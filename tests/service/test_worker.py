@@ -1,0 +1,116 @@
+"""Grading task and sweeper on the embedded stack: claims, retries, fencing, stuck rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from grader_api.models import Outbox, Submission, SubmissionStatus, utcnow
+from tests.service.helpers import CLASSES, auth, make_split, predictions_csv, task_yaml, upload, wait_for_status
+from worker.grading import grade_submission
+from worker.sweeper import sweep_once
+
+
+def _row(course, sid) -> Submission:
+    with course.app.state.db.transaction() as s:
+        return s.get(Submission, sid)
+
+
+def _scored(course, accuracy=0.8):
+    r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, accuracy))
+    assert r.status_code == 202, r.text
+    return wait_for_status(course.client, course.alice, r.json()["id"])
+
+
+def test_second_delivery_of_a_finished_submission_does_nothing(course):
+    sub = _scored(course)
+    before = _row(course, sub["id"])
+    assert grade_submission(sub["id"], settings=course.settings) == "skipped"
+    assert grade_submission(424242, settings=course.settings) == "skipped"
+    after = _row(course, sub["id"])
+    assert (after.status, after.attempts, after.scored_at) == (before.status, before.attempts, before.scored_at)
+
+
+def test_lost_dispatch_is_resent_by_the_sweeper(course, monkeypatch):
+    relay = course.app.state.relay
+
+    def lost(*_a, **_k):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(relay.dispatcher, "send", lost)
+    r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.8))
+    assert r.status_code == 202  # accepted: the row and its outbox entry are committed
+    sid = r.json()["id"]
+    with course.app.state.db.transaction() as s:
+        ob = s.scalars(sa.select(Outbox).where(Outbox.submission_id == sid)).one()
+        assert ob.sent_at is None and "broker unreachable" in ob.last_error
+    monkeypatch.undo()
+    result = sweep_once(course.settings.model_copy(update={"outbox_grace_s": 0}), relay)
+    assert result.resent_outbox == 1
+    assert wait_for_status(course.client, course.alice, sid)["status"] == "scored"
+
+
+def test_stuck_running_is_requeued_and_a_late_result_of_the_old_run_is_dropped(course):
+    sub = _scored(course)
+    sid = sub["id"]
+    old = utcnow() - timedelta(hours=1)
+    with course.app.state.db.transaction() as s:  # a worker died mid-run an hour ago
+        s.execute(sa.update(Submission).where(Submission.id == sid).values(
+            status=SubmissionStatus.RUNNING, claim_id="dead-worker", started_at=old, updated_at=old, attempts=1))
+    result = sweep_once(course.settings, course.app.state.relay)
+    assert result.requeued_running == 1
+    assert wait_for_status(course.client, course.alice, sid)["status"] == "scored"
+    assert _row(course, sid).attempts == 2
+
+    # The dead worker's write, arriving now, is fenced off by its stale claim id.
+    from worker import grading
+
+    assert grading._finish_failed(course.app.state.db, sid, "dead-worker", "late", "x") == "superseded"
+    assert _row(course, sid).status == SubmissionStatus.SCORED
+
+
+def test_out_of_attempts_fails_with_a_reason(course):
+    sub = _scored(course)
+    old = utcnow() - timedelta(hours=1)
+    with course.app.state.db.transaction() as s:
+        s.execute(sa.update(Submission).where(Submission.id == sub["id"]).values(
+            status=SubmissionStatus.RUNNING, claim_id="x", started_at=old, attempts=course.settings.max_attempts))
+    assert sweep_once(course.settings, course.app.state.relay).failed == 1
+    view = course.client.get(f"/api/v1/submissions/{sub['id']}", headers=auth(course.alice)).json()
+    assert view["status"] == "failed" and "after 3 attempts" in view["error"] and view["public_score"] is None
+
+
+def test_unexpected_errors_are_retried_then_fail(course, monkeypatch):
+    from worker import grading
+
+    calls = []
+
+    def broken(job, settings):
+        calls.append(job.submission_id)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(grading, "_score", broken)
+    r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.8))
+    view = wait_for_status(course.client, course.alice, r.json()["id"])
+    assert view["status"] == "failed" and "after 3 attempts" in view["error"]
+    assert "disk on fire" not in view["error"]
+    assert len(calls) == course.settings.max_attempts
+
+
+def test_rescore_replaces_scores_after_the_task_changes(course):
+    sub = _scored(course, 0.8)
+    labels_b = make_split(course.settings.effective_data_root, "pets/v2", n=200, seed=99)
+    r = course.client.patch("/api/v1/tasks/pets", json={"yaml": task_yaml(split="pets/v2")},
+                            headers=auth(course.instructor))
+    assert r.status_code == 200 and r.json()["spec_version"] == 2
+    r = course.client.post("/api/v1/tasks/pets/rescore", headers=auth(course.instructor))
+    assert r.status_code == 202 and r.json()["requeued"] == 1
+    course.app.state.relay.dispatcher.wait_idle(30)
+    new = wait_for_status(course.client, course.alice, sub["id"])
+    assert new["status"] == "scored" and new["public_score"] != sub["public_score"]
+    # chance agreement with unrelated labels: about 1/|classes|
+    assert new["public_score"] == pytest.approx(1 / len(CLASSES), abs=0.15)
+    assert _row(course, sub["id"]).scored_spec_version == 2
+    assert labels_b.shape == (200,)

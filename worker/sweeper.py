@@ -1,0 +1,133 @@
+"""The sweeper: nothing stays `queued` or `running` forever.
+
+One pass (`sweep_once`):
+  1. outbox rows still unsent after a grace period are sent again (the broker was down, the
+     process died between commit and send);
+  2. submissions `queued` for too long with no pending outbox row are re-sent (a message was
+     lost in the broker);
+  3. submissions `running` for too long are re-queued (the worker died or hung).
+Anything out of attempts fails with a reason instead. Every change is a conditional UPDATE,
+so sweepers in several processes may run at once: the worst case is a duplicate message,
+which the worker's claim turns into a no-op.
+
+It runs as a thread in `grade serve`, next to the Celery worker in `grade worker`, and once
+with `grade admin sweep`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from grader_api.config import Settings
+from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
+from grader_api.models import Outbox, Submission, SubmissionKind, SubmissionStatus, utcnow
+from worker.grading import attempts_exhausted_message
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    resent_outbox: int = 0
+    requeued_queued: int = 0
+    requeued_running: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def sweep_once(settings: Settings, relay: OutboxRelay) -> SweepResult:
+    result = SweepResult()
+    now = utcnow()
+    db = relay.db
+
+    with db.transaction() as s:
+        unsent = s.scalars(
+            sa.select(Outbox.id)
+            .where(Outbox.sent_at.is_(None), Outbox.created_at < now - timedelta(seconds=settings.outbox_grace_s))
+            .order_by(Outbox.id).limit(_BATCH)
+        ).all()
+    result.resent_outbox = relay.send_pending(unsent)
+
+    with db.transaction() as s:
+        pending_outbox = sa.select(Outbox.id).where(
+            Outbox.submission_id == Submission.id, Outbox.sent_at.is_(None)).exists()
+        stuck_queued = s.execute(
+            sa.select(Submission.id, Submission.attempts, Submission.kind, Submission.updated_at)
+            .where(Submission.status == SubmissionStatus.QUEUED,
+                   Submission.updated_at < now - timedelta(seconds=settings.stuck_queued_after_s),
+                   ~pending_outbox)
+            .order_by(Submission.id).limit(_BATCH)
+        ).all()
+        for sid, attempts, kind, updated_at in stuck_queued:
+            guard = (Submission.id == sid, Submission.status == SubmissionStatus.QUEUED,
+                     Submission.updated_at == updated_at)
+            if _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result):
+                result.requeued_queued += 1
+
+        stuck_running = s.execute(
+            sa.select(Submission.id, Submission.attempts, Submission.kind, Submission.claim_id)
+            .where(Submission.status == SubmissionStatus.RUNNING,
+                   Submission.started_at < now - timedelta(seconds=settings.stuck_running_after_s))
+            .order_by(Submission.id).limit(_BATCH)
+        ).all()
+        for sid, attempts, kind, claim_id in stuck_running:
+            guard = (Submission.id == sid, Submission.status == SubmissionStatus.RUNNING,
+                     Submission.claim_id == claim_id)
+            if _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result):
+                result.requeued_running += 1
+    if any(result.as_dict().values()):
+        log.info("sweep: %s", result.as_dict())
+    return result
+
+
+def _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result) -> bool:
+    now = utcnow()
+    if attempts >= settings.max_attempts:
+        res = s.execute(sa.update(Submission).where(*guard).values(
+            status=SubmissionStatus.FAILED, claim_id=None, finished_at=now, updated_at=now,
+            error=attempts_exhausted_message(attempts), error_code="attempts_exhausted",
+            report=None, public_primary=None, private_primary=None, overall_primary=None,
+            points=None, scored_at=None).execution_options(synchronize_session=False))
+        result.failed += res.rowcount or 0
+        return False
+    res = s.execute(sa.update(Submission).where(*guard).values(
+        status=SubmissionStatus.QUEUED, claim_id=None, updated_at=now,
+    ).execution_options(synchronize_session=False))
+    if res.rowcount == 1:
+        relay.enqueue(s, sid, QUEUE_FOR_KIND[SubmissionKind(kind)])
+        return True
+    return False
+
+
+class SweeperThread:
+    """Calls `sweep_once` every `sweep_interval_s` until stopped (daemon thread, no beat)."""
+
+    def __init__(self, settings: Settings, relay: OutboxRelay):
+        self.settings, self.relay = settings, relay
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heldout-sweeper", daemon=True)
+
+    def start(self) -> SweeperThread:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.sweep_interval_s):
+            try:
+                sweep_once(self.settings, self.relay)
+            except Exception:  # keep sweeping: a DB hiccup must not stop the safety net
+                log.exception("sweep failed")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
