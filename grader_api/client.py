@@ -1,0 +1,250 @@
+"""Python client for the heldout HTTP API (`/api/v1`). The `grade` CLI is built on it; a notebook can use it directly:
+
+    from grader_api.client import Client
+    c = Client("http://127.0.0.1:8000", token)
+    sub = c.submit("preds.csv", task="cifar10", note="+BatchNorm")
+    sub = c.wait(sub["id"])
+    print(sub["public"]["primary"])
+
+Every failure is a `ClientError` subclass whose `str()` is the server's message, so callers
+show one line, never a traceback. Only httpx is imported here; no scoring or numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+API_PREFIX = "/api/v1"
+FINAL_STATUSES = frozenset({"scored", "failed"})
+
+# (bytes sent so far, total bytes)
+ProgressCallback = Callable[[int, int], None]
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+class ClientError(Exception):
+    """A request failed. `str(err)` is one readable line; attributes keep the envelope."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ):
+        super().__init__(message)
+        self.message, self.status, self.code, self.line, self.column = message, status, code, line, column
+
+
+class ServerUnreachable(ClientError):
+    """No answer: connection refused, DNS failure, timeout, or not a heldout server."""
+
+
+class ServerError(ClientError):
+    """5xx: the server (or a proxy in front of it) failed; nothing the caller can fix."""
+
+
+class AuthError(ClientError):
+    """401: missing, expired or revoked token."""
+
+
+class PermissionDenied(ClientError):
+    """403 for something the role may not see (e.g. the private board before the deadline)."""
+
+
+class NotFound(ClientError):
+    """404: no such task or submission (others' submissions also answer 404)."""
+
+
+class QuotaExceeded(ClientError):
+    """429: daily submission limit reached (or the per-user rate limit)."""
+
+
+class TaskClosed(ClientError):
+    """The task no longer accepts submissions (deadline and late days over, or closed)."""
+
+
+class ValidationFailed(ClientError):
+    """400/413/415/422: the file or the request was rejected; message names line/column."""
+
+
+class WaitTimeout(ClientError):
+    """`wait()` gave up before the submission reached `scored` or `failed`."""
+
+
+# Error codes meaning "this task no longer accepts submissions" (the service sends `task_closed` with 403).
+_CLOSED_CODES = {"task_closed"}
+
+
+def _error_from_response(resp: httpx.Response) -> ClientError:
+    detail: Any = None
+    code = line = column = None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail, code = body.get("detail"), body.get("code")
+        line, column = body.get("line"), body.get("column")
+    if isinstance(detail, list):  # FastAPI's default 422 shape: [{"loc":..., "msg":...}]
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    status = resp.status_code
+    message = str(detail) if detail else f"HTTP {status} {resp.reason_phrase}".strip()
+    kw = dict(status=status, code=code, line=line if isinstance(line, int) else None,
+              column=column if isinstance(column, int) else None)
+    if status == 401:
+        return AuthError(message, **kw)
+    if status == 429:
+        return QuotaExceeded(message, **kw)
+    if code in _CLOSED_CODES or status == 410:  # 409 also means "not scored yet", "too many selected"
+        return TaskClosed(message, **kw)
+    if status == 403:
+        return PermissionDenied(message, **kw)
+    if status == 404:
+        return NotFound(message, **kw)
+    if status in (400, 413, 415, 422):
+        return ValidationFailed(message, **kw)
+    if status >= 500:
+        return ServerError(f"server error ({status}): {message}", **kw)
+    return ClientError(message, **kw)
+
+
+class _ProgressReader:
+    """Wraps a binary file so httpx's multipart encoder reports how much it has read (= sent)."""
+
+    def __init__(self, fh: IO[bytes], total: int, callback: ProgressCallback | None):
+        self._fh, self._total, self._cb, self._sent = fh, total, callback, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fh.read(size)
+        self._sent += len(chunk)
+        if self._cb is not None:
+            self._cb(self._sent, self._total)
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._fh.seek(offset, whence)
+        if whence == 0 and offset == 0:
+            self._sent = 0
+        return pos
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def fileno(self) -> int:  # lets httpx compute Content-Length instead of chunking
+        return self._fh.fileno()
+
+
+class Client:
+    """Thin, typed wrapper over the JSON API. One `httpx.Client` per instance; use as a context manager."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        base = server.rstrip("/")
+        if "://" not in base:
+            base = "http://" + base
+        self.server = base
+        headers = {"Accept": "application/json", "User-Agent": "heldout-grade-cli"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=base + API_PREFIX, headers=headers, timeout=timeout,
+                                  transport=transport, follow_redirects=False)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TimeoutException as e:
+            raise ServerUnreachable(f"no answer from {self.server} in time ({type(e).__name__})") from None
+        except httpx.TransportError as e:
+            reason = str(e) or type(e).__name__
+            raise ServerUnreachable(f"cannot reach {self.server}: {reason}") from None
+        if resp.status_code >= 400:
+            raise _error_from_response(resp)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        if "json" not in resp.headers.get("content-type", ""):
+            # A proxy page or a different service on that port: say so rather than fail on parsing.
+            raise ServerUnreachable(f"{self.server} did not answer like a heldout server "
+                                    f"(content-type {resp.headers.get('content-type')!r})")
+        return resp.json()
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/me")
+
+    def tasks(self) -> list[dict[str, Any]]:
+        data = self._request("GET", "/tasks")
+        return data.get("tasks", data.get("items", [])) if isinstance(data, dict) else data
+
+    def task(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/tasks/{name}")
+
+    def submit(self, path: str | os.PathLike[str], task: str, note: str | None = None,
+               progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """Upload a predictions or model file; returns the `202` body (`id`, `status`, ...)."""
+        p = Path(path)
+        total = p.stat().st_size
+        data = {"note": note} if note else None
+        with p.open("rb") as fh:
+            # The file name is only a hint for messages; the server sniffs content by bytes.
+            files = {"file": (p.name, _ProgressReader(fh, total, progress), "application/octet-stream")}
+            return self._request("POST", f"/tasks/{task}/submissions", files=files, data=data,
+                                 timeout=httpx.Timeout(30.0, write=None, read=120.0))
+
+    def submission(self, submission_id: int | str) -> dict[str, Any]:
+        return self._request("GET", f"/submissions/{submission_id}")
+
+    def wait(self, submission_id: int | str, timeout: float = 600.0, *, on_status: StatusCallback | None = None,
+             poll: float = 0.25, max_poll: float = 2.0) -> dict[str, Any]:
+        """Poll until `scored` or `failed` (backing off up to `max_poll` s). Raises `WaitTimeout`."""
+        deadline = time.monotonic() + timeout
+        last_status = None
+        while True:
+            sub = self.submission(submission_id)
+            if on_status is not None and sub.get("status") != last_status:
+                on_status(sub)
+            last_status = sub.get("status")
+            if last_status in FINAL_STATUSES:
+                return sub
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(f"submission {submission_id} is still {last_status} after {timeout:.0f} s; "
+                                  f"check later with `grade status {submission_id}`")
+            time.sleep(poll)
+            poll = min(poll * 1.5, max_poll)
+
+    def history(self, task: str | None = None) -> list[dict[str, Any]]:
+        data = self._request("GET", "/me/submissions", params={"task": task} if task else None)
+        return data.get("submissions", data.get("items", [])) if isinstance(data, dict) else data
+
+    def diff(self, a: int | str, b: int | str) -> dict[str, Any]:
+        return self._request("GET", "/me/submissions/diff", params={"a": a, "b": b})
+
+    def leaderboard(self, task: str, board: str = "public") -> dict[str, Any]:
+        data = self._request("GET", f"/tasks/{task}/leaderboard", params={"board": board})
+        return {"rows": data} if isinstance(data, list) else data
+
+    def select(self, submission_id: int | str) -> dict[str, Any]:
+        return self._request("POST", f"/submissions/{submission_id}/select")

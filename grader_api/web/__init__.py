@@ -1,0 +1,1 @@
+"""Server-rendered HTML pages of heldout: templates, a stylesheet and server-side SVG charts."""

@@ -1,0 +1,353 @@
+"""Server-rendered HTML pages: tasks, leaderboards, submissions, history, instructor views.
+
+Thin handlers: the services decide who may see what (the same functions the JSON API calls);
+this module turns their plain data into templates and SVG charts. Log-in is by API token and
+keeps a signed session cookie (see `session.py`); every POST form carries the CSRF token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from grader_api.errors import ApiError
+from grader_api.models import Role, User
+from grader_api.routers.deps import SessionDep
+from grader_api.web import charts, queries
+from grader_api.web import session as websession
+from grader_api.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+REFRESH_SECONDS = 2
+
+
+@dataclass
+class Viewer:
+    user: User | None
+    sess: websession.WebSession
+
+    def ctx(self) -> dict[str, Any]:
+        u = self.user
+        return {"user": {"id": u.id, "name": u.name, "role": u.role.value} if u else None,
+                "csrf_token": self.sess.csrf}
+
+    @property
+    def is_instructor(self) -> bool:
+        return self.user is not None and self.user.role == Role.INSTRUCTOR
+
+
+def _viewer(request: Request, session) -> Viewer:
+    sess = websession.load(request)
+    user = queries.user_for_token_hash(session, sess.token_hash) if sess.token_hash else None
+    return Viewer(user, sess)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _error(request: Request, v: Viewer, status: int, message: str) -> HTMLResponse:
+    heading = {403: "Not allowed", 404: "Not found", 409: "Not possible now"}.get(status, "Something went wrong")
+    return render(request, "error.html", {**v.ctx(), "status": status, "heading": heading, "message": message},
+                  status=status, sess=v.sess)
+
+
+def _safe_next(url: str | None) -> str:
+    """Only local paths: `//evil.example` and absolute URLs would make the form an open redirect."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return "/"
+    return url
+
+
+# --------------------------------------------------------------------------------------------
+# log in / out
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, session: SessionDep, next: str = "/") -> Response:
+    v = _viewer(request, session)
+    if v.user is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "login.html", {**v.ctx(), "next_url": _safe_next(next)}, sess=v.sess)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
+          csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
+    from grader_api.auth import authenticate, hash_token
+
+    v = _viewer(request, session)
+    if not websession.csrf_ok(v.sess, csrf_token):
+        return _error(request, v, 403, "The form expired; reload the page and try again.")
+    user = authenticate(session, token.strip())
+    if user is None:
+        return render(request, "login.html", {**v.ctx(), "next_url": _safe_next(next),
+                                              "error": "That token is not valid (or was revoked)."},
+                      status=401, sess=v.sess)
+    new = websession.WebSession.new(hash_token(token.strip()))  # fresh CSRF secret after log-in
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    websession.store(request, resp, new)
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, session: SessionDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    v = _viewer(request, session)
+    if not websession.csrf_ok(v.sess, csrf_token):
+        return _error(request, v, 403, "The form expired; reload the page and try again.")
+    resp = RedirectResponse("/login", status_code=303)
+    websession.clear(resp)
+    return resp
+
+
+# --------------------------------------------------------------------------------------------
+# student pages
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, session: SessionDep) -> Response:
+    from grader_api.services.tasks import list_tasks
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    return render(request, "tasks.html", {**v.ctx(), "tasks": list_tasks(session, v.user)}, sess=v.sess)
+
+
+def _sort_rows(rows: list[dict], sort: str, direction: str, per_class: dict[str, dict], classes: list[str]) -> None:
+    def value(r: dict) -> Any:
+        if sort == "name":
+            return r["user"].casefold()
+        if sort == "entries":
+            return r["entries"]
+        if sort == "last":
+            return r["submitted_at"]
+        if sort == "score":
+            return r["score"]
+        if sort.startswith("c") and sort[1:].isdigit() and int(sort[1:]) < len(classes):
+            return per_class.get(r["user"], {}).get(classes[int(sort[1:])])
+        return r["rank"]
+
+    present = [r for r in rows if value(r) is not None]
+    missing = [r for r in rows if value(r) is None]  # undefined per-class values sort last either way
+    present.sort(key=value, reverse=direction == "desc")
+    rows[:] = present + missing
+
+
+@router.get("/tasks/{name}", response_class=HTMLResponse)
+def leaderboard_page(request: Request, session: SessionDep, name: str,
+                     board: str = "public", sort: str = "rank", dir: str = "", classes: int = 0) -> Response:
+    from grader_api.services import leaderboard as board_service
+    from grader_api.services import tasks as task_service
+    from grader_api.services.submissions import can_see_private
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    try:
+        task = task_service.get_task(session, name)
+        summary = task_service.task_summary(session, task, v.user)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    board = "private" if board == "private" else "public"
+    can_private = can_see_private(task, v.user)
+    ctx: dict[str, Any] = {**v.ctx(), "task": summary, "board": board, "can_private": can_private,
+                           "rows": [], "classes": [], "per_class": {}, "show_classes": bool(classes),
+                           "hidden_reason": None}
+    if board == "private" and not can_private:
+        ctx["hidden_reason"] = "The private leaderboard is shown to everyone once the task closes."
+        return render(request, "leaderboard.html", ctx, status=403, sess=v.sess)
+    lb = board_service.leaderboard(session, task, board, v.user)
+    class_names = list(task.spec.get("classes", []))
+    per_class = queries.board_per_class(session, task, board) if classes else {}
+    default_dir = "asc" if sort in ("rank", "name") else "desc"
+    if sort == "score" and not task.higher_is_better:
+        default_dir = "asc"
+    direction = dir if dir in ("asc", "desc") else default_dir
+    rows = lb["rows"]
+    _sort_rows(rows, sort, direction, per_class, class_names)
+
+    def sort_link(key: str) -> str:
+        flip = "desc" if (sort == key and direction == "asc") else "asc"
+        if sort != key:
+            flip = "asc" if key in ("rank", "name") or (key == "score" and not task.higher_is_better) else "desc"
+        q = {"board": board, "sort": key, "dir": flip}
+        if classes:
+            q["classes"] = 1
+        return f"?{urlencode(q)}"
+
+    ctx.update(rows=rows, classes=class_names if classes else [], per_class=per_class, sort=sort, dir=direction,
+               sort_link=sort_link, metric=lb["metric"], per_class_metric=queries.PER_CLASS_METRIC.get(task.metric),
+               toggle_link="?" + urlencode({"board": board, "sort": sort, "dir": direction,
+                                            **({} if classes else {"classes": 1})}))
+    return render(request, "leaderboard.html", ctx, sess=v.sess)
+
+
+def _charts_for(view: dict, kind: str, classes: list[str]) -> dict[str, Any]:
+    """SVGs for the most complete report part the viewer may see (overall after the reveal, else public)."""
+    part_name = "overall" if view.get("overall") else "public"
+    part = view.get(part_name) or {}
+    per_class = part.get("per_class") or {}
+    names = [c for c in classes if c in per_class] or list(per_class)
+    out: dict[str, Any] = {"part_name": part_name, "part": part}
+    if not per_class:
+        return out
+    if kind == "segmentation":
+        out["bars"] = charts.bar_chart(names, {"AP": [per_class[c].get("ap") for c in names],
+                                               "IoU": [per_class[c].get("iou") for c in names]},
+                                       title=f"per-class AP and IoU ({part_name})")
+    elif kind == "multilabel":
+        out["bars"] = charts.bar_chart(names, {"AP": [per_class[c].get("ap") for c in names]},
+                                       title=f"per-class AP ({part_name})")
+    else:
+        out["bars"] = charts.bar_chart(names, {"accuracy": [per_class[c].get("accuracy") for c in names]},
+                                       title=f"per-class accuracy ({part_name})")
+    conf = part.get("confusion") or {}
+    if conf.get("matrix"):
+        cls = list(conf.get("classes") or names)
+        index = {c: i for i, c in enumerate(cls)}
+        pairs = [(index[p["true"]], index[p["predicted"]]) for p in (part.get("most_confused") or [])[:5]
+                 if p.get("true") in index and p.get("predicted") in index]
+        out["heatmap"] = charts.heatmap(cls, conf["matrix"], title=f"confusion matrix ({part_name}): rows true, columns predicted",
+                                        highlight=pairs)
+    return out
+
+
+@router.get("/submissions/{submission_id}", response_class=HTMLResponse)
+def submission_page(request: Request, session: SessionDep, submission_id: int) -> Response:
+    from grader_api.services.submissions import get_visible, submission_view
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    try:
+        sub = get_visible(session, submission_id, v.user)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    view = submission_view(sub, v.user)
+    classes = list(sub.task.spec.get("classes", []))
+    ctx = {**v.ctx(), "sub": view, "kind": sub.task.kind, "task_title": sub.task.title,
+           "refresh": REFRESH_SECONDS if view["status"] in ("queued", "running") else None,
+           **_charts_for(view, sub.task.kind, classes)}
+    return render(request, "submission.html", ctx, sess=v.sess)
+
+
+@router.get("/tasks/{name}/history", response_class=HTMLResponse)
+def history_page(request: Request, session: SessionDep, name: str) -> Response:
+    from grader_api.services import submissions as submission_service
+    from grader_api.services import tasks as task_service
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    try:
+        task = task_service.get_task(session, name)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    rows = submission_service.history(session, task, v.user)
+    tips = [f"#{i} · {r['note'] or 'no note'} · {r['public_score']:.4f}" if r["public_score"] is not None
+            else f"#{i} · {r['note'] or 'no note'} · {r['status']}" for i, r in enumerate(rows, 1)]
+    chart = charts.line_chart([(str(i), r["public_score"]) for i, r in enumerate(rows, 1)],
+                              title=f"public {task.metric} over your submissions", tooltips=tips,
+                              higher_is_better=task.higher_is_better)
+    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "rows": rows, "chart": chart,
+           "higher_is_better": task.higher_is_better}
+    return render(request, "history.html", ctx, sess=v.sess)
+
+
+# --------------------------------------------------------------------------------------------
+# instructor pages
+
+
+@router.get("/instructor", response_class=HTMLResponse)
+def instructor_index(request: Request, session: SessionDep) -> Response:
+    from grader_api.services.tasks import get_task, list_tasks
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    if not v.is_instructor:
+        return _error(request, v, 403, "These pages are for instructors.")
+    tasks = list_tasks(session, v.user)
+    counts = {t["name"]: queries.status_counts(session, get_task(session, t["name"])) for t in tasks}
+    return render(request, "instructor_index.html", {**v.ctx(), "tasks": tasks, "counts": counts}, sess=v.sess)
+
+
+@router.get("/instructor/tasks/{name}", response_class=HTMLResponse)
+def instructor_task(request: Request, session: SessionDep, name: str,
+                    status: Annotated[str, Query()] = "", student: Annotated[str, Query()] = "",
+                    done: Annotated[str, Query()] = "", n: Annotated[int, Query()] = 0) -> Response:
+    from grader_api.services import leaderboard as board_service
+    from grader_api.services import submissions as submission_service
+    from grader_api.services import tasks as task_service
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    if not v.is_instructor:
+        return _error(request, v, 403, "These pages are for instructors.")
+    try:
+        task = task_service.get_task(session, name)
+        subs = submission_service.list_for_task(session, task, user_name=student or None, status=status or None)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    failed = submission_service.list_for_task(session, task, status="failed", limit=50)
+    best = [r["score"] for r in board_service.leaderboard(session, task, "public", v.user)["rows"]]
+    all_scores = [s["public_score"] for s in submission_service.list_for_task(session, task, status="scored",
+                                                                               limit=100_000)]
+    lo_hi = (0.0, 1.0) if all(0.0 <= x <= 1.0 for x in best + [s for s in all_scores if s is not None]) else None
+    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "subs": subs, "failed": failed,
+           "status": status, "student": student, "statuses": ("queued", "running", "scored", "failed"),
+           "students": queries.student_names(session), "counts": queries.status_counts(session, task),
+           "hist_best": charts.histogram(best, bins=20, value_range=lo_hi,
+                                         title=f"best public {task.metric} per student ({len(best)})"),
+           "hist_all": charts.histogram(all_scores, bins=20, value_range=lo_hi,
+                                        title=f"public {task.metric} of every scored submission ({len(all_scores)})"),
+           "flash": f"Re-queued {n} submission(s) for rescoring." if done == "rescore" else None}
+    return render(request, "instructor_task.html", ctx, sess=v.sess)
+
+
+@router.post("/instructor/tasks/{name}/rescore")
+def instructor_rescore(request: Request, session: SessionDep, name: str,
+                       csrf_token: Annotated[str, Form()] = "") -> Response:
+    from grader_api.services import submissions as submission_service
+    from grader_api.services import tasks as task_service
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    if not v.is_instructor:
+        return _error(request, v, 403, "These pages are for instructors.")
+    if not websession.csrf_ok(v.sess, csrf_token):
+        return _error(request, v, 403, "The form expired; reload the page and try again.")
+    try:
+        task = task_service.get_task(session, name)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    count = submission_service.rescore_task(session, request.app.state.relay, task)
+    return RedirectResponse(f"/instructor/tasks/{quote(name)}?done=rescore&n={count}", status_code=303)
+
+
+@router.get("/instructor/tasks/{name}/grades.csv")
+def instructor_grades(request: Request, session: SessionDep, name: str) -> Response:
+    from grader_api.services import leaderboard as board_service
+    from grader_api.services import tasks as task_service
+
+    v = _viewer(request, session)
+    if v.user is None:
+        return _to_login(request)
+    if not v.is_instructor:
+        return _error(request, v, 403, "These pages are for instructors.")
+    try:
+        task = task_service.get_task(session, name)
+    except ApiError as e:
+        return _error(request, v, e.status, e.detail)
+    return PlainTextResponse(board_service.grades_csv(session, task), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{task.name}-grades.csv"',
+                                      "Cache-Control": "private, no-store"})

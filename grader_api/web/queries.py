@@ -1,0 +1,62 @@
+"""The few reads the HTML pages need that the services do not offer as such.
+
+Access rules stay in the services: every function here is called only after the service call
+that checks the viewer (e.g. `leaderboard(...)` for the board, `get_visible` for a submission).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from grader_api.models import ApiToken, Role, Submission, Task, User
+
+# Per-class metric shown on the board for each primary metric.
+PER_CLASS_METRIC = {"accuracy": "accuracy", "mean_ap": "ap", "mean_iou": "iou"}
+
+
+def user_for_token_hash(session: Session, token_hash: str) -> User | None:
+    """The user of a live (unrevoked) token, from the hash kept in the session cookie."""
+    return session.scalar(
+        sa.select(User).join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+    )
+
+
+def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[str, float | None]]:
+    """user name -> {class: per-class value of the board's part} for the submission each row counts.
+
+    Called after `leaderboard(session, task, board, viewer)` has checked that the viewer may see
+    this board. The ranking rule itself is the service's: it is asked again with a staff view
+    only to learn which submission each row counts (it hides others' ids from students).
+    """
+    from grader_api.services.leaderboard import leaderboard
+
+    staff = SimpleNamespace(id=-1, role=Role.INSTRUCTOR)
+    rows = leaderboard(session, task, board, staff)["rows"]  # type: ignore[arg-type]
+    ids = {r["submission_id"]: r["user"] for r in rows if r.get("submission_id") is not None}
+    if not ids:
+        return {}
+    metric = PER_CLASS_METRIC.get(task.metric, task.metric)
+    out: dict[str, dict[str, float | None]] = {}
+    for sid, report in session.execute(sa.select(Submission.id, Submission.report).where(Submission.id.in_(ids))):
+        part = ((report or {}).get("parts") or {}).get(board) or {}
+        out[ids[sid]] = {c: (v or {}).get(metric) for c, v in (part.get("per_class") or {}).items()}
+    return out
+
+
+def task_names(session: Session) -> list[str]:
+    return list(session.scalars(sa.select(Task.name).order_by(Task.name)))
+
+
+def student_names(session: Session) -> list[str]:
+    return list(session.scalars(sa.select(User.name).where(User.role == Role.STUDENT).order_by(User.name)))
+
+
+def status_counts(session: Session, task: Task) -> dict[str, int]:
+    rows = session.execute(
+        sa.select(Submission.status, sa.func.count(Submission.id))
+        .where(Submission.task_id == task.id).group_by(Submission.status)
+    ).all()
+    return {str(getattr(s, "value", s)): n for s, n in rows}
