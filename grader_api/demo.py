@@ -50,6 +50,36 @@ def seed_demo(settings: Settings, db: Database, relay: OutboxRelay, storage: Loc
     else:
         print("demo: already seeded; tokens were printed on the first start "
               "(new one: `grade admin token NAME`)", flush=True)
+    _print_samples(_write_sample_files(settings, db))
+
+
+def _write_sample_files(settings: Settings, db: Database) -> list[tuple[str, Path]]:
+    """One ready-to-submit predictions file per task, so a newcomer can try `grade submit`."""
+    from scoring.splits import load_split
+
+    from grader_api.services.split_cache import task_spec
+
+    out_dir = settings.var_dir / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with db.transaction() as s:
+        tasks = s.scalars(sa.select(Task).order_by(Task.name)).all()
+        specs = [task_spec(t.name, t.spec_version, t.spec) for t in tasks]
+    written = []
+    for spec in specs:
+        split = load_split(spec.resolve_split_dir(settings.effective_data_root), spec)
+        content, name = _demo_predictions(spec, split, quality=0.75, seed=99)
+        path = out_dir / f"{spec.name}-{name}"
+        path.write_bytes(content)
+        written.append((spec.name, path))
+    return written
+
+
+def _print_samples(samples: list[tuple[str, Path]]) -> None:
+    if not samples:
+        return
+    lines = ["sample prediction files to try (one per task):"]
+    lines += [f"  grade submit {path} --task {name} -m 'my first try' --wait" for name, path in samples]
+    print("\n".join(lines) + "\n", flush=True)
 
 
 def _seed_task(settings: Settings, db: Database, path: Path) -> None:
@@ -124,7 +154,8 @@ def _print_tokens(tokens: dict[str, str]) -> None:
     lines = ["", "demo course seeded. Tokens (shown once; keep them):"]
     for (name, role) in DEMO_USERS:
         lines.append(f"  {name:6s} ({role}): {tokens[name]}")
-    lines += ["  e.g.  grade login --token <token>    or open the web page and paste it", ""]
+    lines += ["  log in:  grade login --server <the address above> --token <token>",
+              "           or open the address above in a browser and paste a token", ""]
     print("\n".join(lines), flush=True)
 
 

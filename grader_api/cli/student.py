@@ -126,6 +126,17 @@ def _fmt_time(s: Any) -> str:
     return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else (str(s) if s else "—")
 
 
+def _fmt_task_left(task: dict) -> str:
+    """Time to the deadline; past it, the late-day window that is still open."""
+    if task.get("open") is False:
+        return "closed"
+    deadline, closes = task.get("deadline"), task.get("closes_at")
+    dt = _parse_time(deadline)
+    if dt is not None and dt <= datetime.now(timezone.utc) and closes:
+        return f"late days only, closes in {_fmt_left(closes)}"
+    return _fmt_left(deadline)
+
+
 def _fmt_left(s: Any) -> str:
     """Time left until an ISO deadline, e.g. '3d 4h', or 'closed'."""
     dt = _parse_time(s)
@@ -523,8 +534,7 @@ def tasks(as_json: JsonOpt = False) -> None:
             today = "unlimited" if limit is None and left is None else f"{left}/{limit}" if limit else str(left)
             metric = f"{x.get('metric')} {'↑' if x.get('higher_is_better', True) else '↓'}"
             accepts = x.get("accepts")
-            closes = x.get("closes_at") or x.get("deadline")  # deadline plus late days
-            left_txt = "closed" if x.get("open") is False else _fmt_left(closes)
+            left_txt = _fmt_task_left(x)
             t.add_row(str(x.get("name")), str(x.get("title") or ""), metric, _fmt_time(x.get("deadline")),
                       left_txt, today, ", ".join(accepts) if isinstance(accepts, list) else str(accepts or ""))
         out = _console()
