@@ -26,7 +26,7 @@ _SECURITY_HEADERS = {
 @lru_cache(maxsize=1)
 def templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=time_left, pct=fmt_pct,
+    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=time_left, deadline_left=deadline_left, pct=fmt_pct,
                          delta_class=delta_class)
     return t
 
@@ -78,6 +78,16 @@ def time_left(dt: Any, now: datetime | None = None) -> str:
     hours, rem = divmod(rem, 3600)
     mins = rem // 60
     return f"{days}d {hours}h left" if days else (f"{hours}h {mins}m left" if hours else f"{mins}m left")
+
+
+def deadline_left(task: Any, now: datetime | None = None) -> str:
+    """Time to the deadline; once it has passed, the late-day window that is still open."""
+    get = task.get if isinstance(task, dict) else (lambda k: getattr(task, k, None))
+    deadline, closes = _aware(get("deadline")), _aware(get("closes_at"))
+    now = now or datetime.now(UTC)
+    if deadline is not None and deadline <= now and closes is not None and closes > now:
+        return "late days only: " + time_left(closes, now)
+    return time_left(deadline if deadline is not None else closes, now)
 
 
 def render(request: Request, name: str, ctx: dict[str, Any], *, status: int = 200,
