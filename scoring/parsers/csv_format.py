@@ -1,8 +1,10 @@
 """CSV predictions (Kaggle style): `id,label` or `id,<one column per class>` scores.
 
-Rows are matched by id (order ignored) and aligned to split order. Scores take a fast path
-(block conversion) and fall back to the row-by-row validator whenever it fails, so that every
-error still names its line and column.
+Rows are matched by id (order ignored) and aligned to split order. The body of the file first
+takes a fast path (`arrow_csv`: pyarrow's reader, then whole-array checks on ids and values)
+that accepts only a file with nothing wrong in it. On any failure or doubt the row-by-row
+validator reads the file instead, so that every error still names its line and column, and
+the messages do not depend on which path ran.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from scoring.parsers import arrow_csv
 from scoring.parsers.codes import ErrorCode
 from scoring.parsers.common import (
     MAX_SHOWN_IDS, bad_score_mask, class_list, describe_bad_value, fail, first_bad, shown,
 )
-from scoring.parsers.fastfloat import parse_float_block
-from scoring.parsers.text import decode_csv_text
+from scoring.parsers.text import BOM, decode_csv_text
 from scoring.types import Predictions, Split, TaskSpec
 
 # Header names are compared case-insensitively after stripping spaces.
@@ -131,6 +133,64 @@ class _IdMatcher:
                    f"(first missing: {first}{more})", filename=self.filename)
 
 
+# --------------------------------------------------------------------------- fast path
+
+def _body_start(data: bytes, text: str, header_line: int) -> int:
+    """Byte offset in `data` of the line after the header, which ends physical line
+    `header_line` (the csv reader's line_num, blank lines before it included)."""
+    end = 0
+    for _, m in zip(range(header_line), _LINE.finditer(text)):
+        end = m.end()
+    return len(text[:end].encode("utf-8")) + (len(BOM) if data.startswith(BOM) else 0)
+
+
+def _split_order(ids: list[str], split: Split) -> np.ndarray | None:
+    """Split row of each file row if the file has every split id exactly once, else None
+    (unknown, empty, duplicate or missing ids: the validator reports which, and where)."""
+    if len(ids) != split.n:
+        return None
+    get = split.id_index.get
+    rows = [get(i, -1) for i in ids]
+    order = np.array(rows, dtype=np.int64)
+    if split.n and (order.min() < 0 or not np.bincount(order, minlength=split.n).all()):
+        return None      # n known ids with none missing are n distinct ids
+    return order
+
+
+def _fast_labels(data: bytes, start: int, task: TaskSpec, split: Split) -> np.ndarray | None:
+    read = arrow_csv.read_body(data, start, n_strings=2, n_floats=0)
+    if read is None:
+        return None
+    (ids, cells), _ = read
+    order = _split_order(ids, split)
+    if order is None:
+        return None
+    # The exact spellings the validator accepts without doubt: class names and plain indices.
+    # Anything else ("01", "+1", " cat") is left to the validator, which knows every rule.
+    lookup = {str(k): k for k in range(task.num_classes)}
+    lookup.update((c, k) for k, c in enumerate(task.classes))
+    labels = [lookup.get(c, -1) for c in cells]
+    if -1 in labels:
+        return None
+    out = np.empty(split.n, dtype=np.int64)
+    out[order] = labels
+    return out
+
+
+def _fast_scores(data: bytes, start: int, task: TaskSpec, split: Split) -> np.ndarray | None:
+    read = arrow_csv.read_body(data, start, n_strings=1, n_floats=task.num_classes)
+    if read is None:
+        return None
+    (ids,), values = read
+    order = _split_order(ids, split)
+    # NaN/inf and out-of-range probabilities: the validator names the line and column.
+    if order is None or bad_score_mask(values, task) is not None:
+        return None
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
 # --------------------------------------------------------------------------- labels
 
 def _class_index(cell: str, task: TaskSpec, names: dict[str, int], line: int,
@@ -171,38 +231,6 @@ def _parse_labels(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, split: 
 
 
 # --------------------------------------------------------------------------- scores
-
-def _fast_score_rows(text: str, k: int) -> tuple[list[str], list[int], np.ndarray] | None:
-    """(ids, line numbers, values in file order) for a plain file, else None."""
-    if '"' in text:
-        return None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
-            return None
-    lines = text.split("\n")
-    h = 0
-    while h < len(lines) and not lines[h].strip():
-        h += 1
-    ids: list[str] = []
-    rests: list[str] = []
-    numbers: list[int] = []
-    for n, ln in enumerate(lines[h + 1:], start=h + 2):
-        head, sep, rest = ln.partition(",")
-        if not sep:
-            if ln.strip():
-                return None
-            continue
-        ids.append(head.strip())
-        rests.append(rest)
-        numbers.append(n)
-    if not rests or any(r.count(",") != k - 1 for r in rests):
-        return None
-    values = parse_float_block(",".join(rests), len(rests) * k)
-    if values is None:
-        return None
-    return ids, numbers, values.reshape(len(rests), k)
-
 
 def _slow_score_rows(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, matcher: _IdMatcher,
                      filename: str | None) -> tuple[list[int], list[int], np.ndarray]:
@@ -245,16 +273,11 @@ def _check_scores(values: np.ndarray, numbers: list[int], task: TaskSpec,
                column=c + 2, filename=filename)
 
 
-def _parse_scores(text: str, rows: Iterator[tuple[int, list[str]]], task: TaskSpec,
-                  split: Split, filename: str | None) -> Predictions:
+def _parse_scores(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, split: Split,
+                  filename: str | None) -> Predictions:
     k = task.num_classes
     matcher = _IdMatcher(split, filename)
-    fast = _fast_score_rows(text, k)
-    if fast is not None:
-        ids, numbers, values = fast
-        split_rows = [matcher.add(i, n) for i, n in zip(ids, numbers)]
-    else:
-        split_rows, numbers, values = _slow_score_rows(rows, task, matcher, filename)
+    split_rows, numbers, values = _slow_score_rows(rows, task, matcher, filename)
     _check_scores(values, numbers, task, filename)
     matcher.finish()
     out = np.empty((split.n, k), dtype=np.float64)
@@ -276,6 +299,13 @@ def parse_csv(data: bytes, task: TaskSpec, split: Split, filename: str | None = 
         raise fail(ErrorCode.EMPTY_FILE, "the file has no rows", filename=filename)
     line, header = first
     layout = _header_layout(header, line, task, filename)
+    start = _body_start(data, text, line)
     if layout == "labels":
+        labels = _fast_labels(data, start, task, split)
+        if labels is not None:
+            return Predictions(labels=labels, source_format="csv-labels")
         return _parse_labels(rows, task, split, filename)
-    return _parse_scores(text, rows, task, split, filename)
+    scores = _fast_scores(data, start, task, split)
+    if scores is not None:
+        return Predictions(scores=scores, source_format="csv-scores")
+    return _parse_scores(rows, task, split, filename)

@@ -32,7 +32,8 @@ def decode_csv_text(data: bytes, filename: str | None = None) -> str:
     offset = 0
     if data.startswith(BOM):
         data, offset = data[len(BOM):], len(BOM)
-    if not data.strip():
+    # isspace() tests the same ASCII whitespace that strip() removes, without copying the file.
+    if not data or data.isspace():
         raise fail(ErrorCode.EMPTY_FILE, "the file is empty; " + _HINT, filename=filename)
     for magic, what in _KNOWN_BINARY.items():
         if data.startswith(magic):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -292,10 +291,11 @@ def test_filename_in_message(split):
     assert str(ei.value).startswith("submission.csv, line 2, column 1:")
 
 
-# --------------------------------------------------------------------------- speed
+# ------------------------------------------------------------- CIFAR-100 test size
+# Speed is measured by bench/metrics.py, not asserted here; this checks exactness at full size.
 
 @pytest.mark.parametrize("fmt", ["{:.6f}", "{:.4e}"])
-def test_large_scores_csv_is_fast(tmp_path, fmt):
+def test_cifar100_size_scores_csv_parses_exactly(tmp_path, fmt):
     classes = [f"c{k}" for k in range(100)]
     task = parse_task({"name": "big", "kind": "classification", "classes": classes,
                        "metric": "accuracy", "split": "big"}, "t")
@@ -308,12 +308,7 @@ def test_large_scores_csv_is_fast(tmp_path, fmt):
     lines = ["id," + ",".join(classes)]
     lines += [f"img{i:05d}," + ",".join(fmt.format(x) for x in v[i]) for i in order]
     data = ("\r\n".join(lines) + "\r\n").encode()
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        p = parse_predictions(data, task, split)
-        best = min(best, time.perf_counter() - t0)
+    p = parse_predictions(data, task, split)
     expected = np.array([[float(fmt.format(x)) for x in row] for row in v])
     assert np.array_equal(p.scores, expected)
-    # Budget generous for a loaded 2-core CI machine; typically ~60-90 ms here.
-    assert best < 0.5, f"{best * 1000:.0f} ms"
+    assert p.source_format == "csv-scores"
