@@ -1,0 +1,11 @@
+"""Errors of model evaluation. `ModelRejected` messages are shown to students as-is."""
+
+from __future__ import annotations
+
+
+class ModelRejected(Exception):
+    """The submission failed for a reason the student can act on; `str()` is that reason."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot run a sandbox (an operator problem, not the student's)."""

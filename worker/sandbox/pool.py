@@ -1,0 +1,94 @@
+"""The worker's sandbox runtime: a private directory, the input cache and one warm spare.
+
+Starting Python and importing torch in a fresh sandbox takes 1–3 s. Each sandbox serves one job,
+so after a job we start the next sandbox right away and let it import while the worker is idle;
+the next job then finds it ready. Isolation is unchanged: one process tree per job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from worker.sandbox.inputs import InputCache
+from worker.sandbox.isolation import detect_mode
+from worker.sandbox.process import SandboxProcess
+
+
+class SandboxPool:
+    def __init__(self, base_dir: Path | None = None, warm_spare: bool = True):
+        self.mode = detect_mode()
+        parent = None if base_dir is None else str(base_dir)
+        self.dir = Path(tempfile.mkdtemp(prefix="heldout-sandbox-", dir=parent))
+        os.chmod(self.dir, 0o711)
+        self.inputs = InputCache(self.dir / "inputs")
+        self.warm_spare = warm_spare
+        self._spares: dict[tuple[str, int], SandboxProcess] = {}
+        self._lock = threading.Lock()
+
+    def take(self, device: str, threads: int) -> SandboxProcess:
+        """A started sandbox for one job: the warm spare if there is a live one, else a new one."""
+        with self._lock:
+            spare = self._spares.pop((device, threads), None)
+        if spare is not None and spare.alive:
+            return spare
+        if spare is not None:
+            spare.close()
+        return SandboxProcess(self.dir, self.mode, threads, device)
+
+    def refill(self, device: str, threads: int) -> None:
+        """Start the next job's sandbox now (non-blocking: it imports in the background)."""
+        if not self.warm_spare:
+            return
+        with self._lock:
+            if (device, threads) in self._spares:
+                return
+            self._spares[(device, threads)] = SandboxProcess(self.dir, self.mode, threads, device)
+
+    def wait_warm(self, timeout: float = 120.0) -> None:
+        """Block until every spare has finished importing (benchmarks, tests)."""
+        with self._lock:
+            spares = list(self._spares.values())
+        for spare in spares:
+            spare.wait_ready(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
+            spare.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_pool: SandboxPool | None = None
+_pool_lock = threading.Lock()
+
+
+def get_pool() -> SandboxPool:
+    """The worker process's pool, created on first use and cleaned up at exit."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = SandboxPool(base_dir=_base_dir_from_env())
+            atexit.register(_pool.close)
+        return _pool
+
+
+def configure(base_dir: Path | None = None, warm_spare: bool = True) -> SandboxPool:
+    """Replace the worker's pool (e.g. a runtime dir on fast local disk, or no warm spare)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.close()
+        _pool = SandboxPool(base_dir=base_dir, warm_spare=warm_spare)
+        atexit.register(_pool.close)
+        return _pool
+
+
+def _base_dir_from_env() -> Path | None:
+    value = os.environ.get("HELDOUT_SANDBOX_DIR")
+    return Path(value) if value else None
