@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     sweeper_enabled: bool = True           # a sweeper thread in `grade serve`
     inprocess_workers: int = 2             # threads of the embedded worker (no REDIS_URL)
     model_device: str = "auto"             # model evaluation device: auto (cuda when present), cpu, cuda
+    model_memory_limit_mb: int = 4096      # memory of one sandboxed model run (host RAM)
+    sandbox_dir: Path | None = None        # where sandbox job dirs and the input cache live (default: system temp)
+    sandbox_mode: Literal["auto", "fallback"] = "auto"  # fallback skips bubblewrap (to exercise the fallback)
     auto_migrate: bool = True              # apply Alembic migrations when the app starts
 
     # --- limits --------------------------------------------------------------------------
@@ -52,6 +56,7 @@ class Settings(BaseSettings):
 
     # --- demo ----------------------------------------------------------------------------
     demo: bool = False
+    log_level: str = "INFO"
 
     @property
     def effective_database_url(self) -> str:

@@ -35,6 +35,12 @@ from scoring.errors import PredictionFormatError
 
 log = logging.getLogger(__name__)
 
+try:  # raised inside a Celery task when its soft time limit passes
+    from celery.exceptions import SoftTimeLimitExceeded as _SoftTimeLimit
+except ImportError:  # pragma: no cover - celery is a dependency; the in-process worker has no limit
+    class _SoftTimeLimit(Exception):
+        pass
+
 
 class StudentFacingFailure(Exception):
     """A failure whose message the student can act on; not retried."""
@@ -79,6 +85,12 @@ def grade_submission(submission_id: int, *, settings: Settings | None = None,
         return _finish_failed(db, submission_id, claim_id, str(exc), exc.code)
     except StudentFacingFailure as exc:
         return _finish_failed(db, submission_id, claim_id, str(exc), exc.code)
+    except _SoftTimeLimit:
+        # The same file would overrun again: retrying only burns the worker for the hard limit
+        # times the attempts. Fail now, saying which limit.
+        return _finish_failed(db, submission_id, claim_id,
+                              f"grading stopped: it took longer than the time limit of "
+                              f"{settings.task_time_limit_s} s", "time_limit")
     except Exception:
         log.exception("grading submission %s failed unexpectedly", submission_id)
         return _release_or_fail(db, submission_id, claim_id, settings, relay)
@@ -155,31 +167,29 @@ def _score(job: _Job, settings: Settings) -> _Outcome:
 
 
 def _run_model(path: Path, task, split_dir: Path, settings: Settings):
-    try:
-        from worker import model_eval
-    except ImportError:
-        raise StudentFacingFailure("model files cannot be evaluated on this server yet; "
-                                   "submit a predictions file instead", "model_eval_unavailable") from None
     from scoring.splits import load_inputs
+    from worker import model_eval
 
     inputs = load_inputs(split_dir)
     if inputs is None:
         raise StudentFacingFailure("this task has no stored inputs to run a model on; "
                                    "ask the course staff", "no_inputs")
+    _configure_sandbox(settings.sandbox_dir, settings.sandbox_mode)
+    limits = model_eval.SandboxLimits(wall_time_s=task.model_time_limit_s,  # the task's own limit
+                                      memory_bytes=settings.model_memory_limit_mb * 1024 * 1024)
     try:
-        run = model_eval.evaluate_model_file(path, task, inputs, device=_model_device(settings),
-                                             limits=_sandbox_limits(model_eval, task))
+        run = model_eval.evaluate_model_file(path, task, inputs, device=_model_device(settings), limits=limits)
     except model_eval.ModelRejected as exc:
-        reason = getattr(exc, "reason", None) or str(exc)
-        raise StudentFacingFailure(f"model rejected: {reason}", "model_rejected") from None
+        raise StudentFacingFailure(f"model rejected: {exc}", "model_rejected") from None
     return run.predictions, dict(run.stats or {})
 
 
-def _sandbox_limits(model_eval, task):
-    limits_cls = model_eval.SandboxLimits
-    if hasattr(limits_cls, "from_task"):
-        return limits_cls.from_task(task)
-    return limits_cls()
+@lru_cache(maxsize=None)
+def _configure_sandbox(base_dir: Path | None, mode: str) -> None:
+    """Apply the sandbox settings once per worker process (the pool then lives as long as it)."""
+    from worker.sandbox.pool import configure
+
+    configure(base_dir=base_dir, skip_bwrap=(mode == "fallback"))
 
 
 @lru_cache(maxsize=1)

@@ -28,10 +28,10 @@ def _settings(**overrides):
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _setup_logging() -> None:
+def _setup_logging(level: str) -> None:
     import logging
 
-    logging.basicConfig(level=os.environ.get("HELDOUT_LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -47,8 +47,8 @@ def serve(
 
     from grader_api.app import create_app
 
-    _setup_logging()
     settings = _settings(demo=demo or None)
+    _setup_logging(settings.log_level)
     mode = "celery workers via REDIS_URL" if settings.uses_celery else "in-process worker"
     typer.echo(f"heldout: database {_redact(settings.effective_database_url)}, {mode}; "
                f"http://{host}:{port}/  (API docs: /api/v1/docs)")
@@ -71,8 +71,8 @@ def worker(
     from grader_api.config import get_settings
     from grader_api.db import migrate
 
-    _setup_logging()
     settings = get_settings()
+    _setup_logging(settings.log_level)
     if not settings.uses_celery:
         raise typer.BadParameter("REDIS_URL is not set: `grade serve` grades in-process without a worker")
     migrate(settings.effective_database_url)
@@ -80,7 +80,7 @@ def worker(
     # The Celery worker is a child process: its prefork pool must not fork a process that
     # already runs the sweeper thread.
     cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", ",".join(names),
-           "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"heldout-{os.getpid()}@%h"]
+           "--concurrency", str(concurrency), "--loglevel", settings.log_level.upper(), "-n", f"heldout-{os.getpid()}@%h"]
     proc = subprocess.Popen(cmd)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, _f: proc.send_signal(s))

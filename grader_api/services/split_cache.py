@@ -7,6 +7,8 @@ without a restart. Both the API (upload validation) and the worker use it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -15,13 +17,19 @@ from scoring.types import Split, TaskSpec
 
 _MAX_SPLITS = 8
 _splits: OrderedDict[tuple, Split] = OrderedDict()
-_specs: dict[tuple[str, int], TaskSpec] = {}
+_MAX_SPECS = 256
+_specs: OrderedDict[tuple[str, int, str], TaskSpec] = OrderedDict()
 _lock = threading.Lock()
 
 
 def task_spec(name: str, version: int, spec: dict) -> TaskSpec:
-    """The TaskSpec stored for task `name` at `version` (parsed once per process)."""
-    key = (name, version)
+    """The TaskSpec stored for task `name` at `version` (parsed once per process).
+
+    Keyed by the spec's content too: a task deleted and created again under the same name
+    starts at version 1 again, and must never be graded with the old spec.
+    """
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    key = (name, version, digest)
     with _lock:
         cached = _specs.get(key)
     if cached is not None:
@@ -31,6 +39,8 @@ def task_spec(name: str, version: int, spec: dict) -> TaskSpec:
     parsed = parse_task(spec, f"task '{name}'")
     with _lock:
         _specs[key] = parsed
+        while len(_specs) > _MAX_SPECS:
+            _specs.popitem(last=False)
     return parsed
 
 

@@ -114,3 +114,15 @@ def test_rescore_replaces_scores_after_the_task_changes(course):
     assert new["public_score"] == pytest.approx(1 / len(CLASSES), abs=0.15)
     assert _row(course, sub["id"]).scored_spec_version == 2
     assert labels_b.shape == (200,)
+
+
+def test_task_spec_cache_never_serves_a_different_spec_under_the_same_name_and_version():
+    """A task recreated under the same name restarts at version 1; its new spec must win."""
+    from grader_api.services.split_cache import task_spec
+
+    base = {"name": "reused", "kind": "classification", "classes": ["a", "b"], "metric": "accuracy",
+            "split": "reused/test"}
+    first = task_spec("reused", 1, base)
+    second = task_spec("reused", 1, {**base, "classes": ["a", "b", "c"]})
+    assert first.classes == ("a", "b") and second.classes == ("a", "b", "c")
+    assert task_spec("reused", 1, dict(base)) is first  # same content: served from the cache

@@ -78,15 +78,23 @@ def _run_quiet(argv: list[str]) -> bool:
         return False
 
 
+_skip_bwrap = False
+
+
+def prefer_fallback(skip_bwrap: bool) -> None:
+    """Skip bubblewrap (settings `sandbox_mode=fallback`, to exercise the fallback; it never upgrades)."""
+    global _skip_bwrap
+    if skip_bwrap != _skip_bwrap:
+        _skip_bwrap = skip_bwrap
+        detect_mode.cache_clear()
+
+
 @functools.cache
 def detect_mode() -> str:
-    """'bwrap', 'fallback' or 'none' for this machine; probed once (a few ms).
-
-    HELDOUT_SANDBOX_MODE=fallback skips bubblewrap (to test the fallback; it never upgrades).
-    """
+    """'bwrap', 'fallback' or 'none' for this machine; probed once (a few ms)."""
     root = os.geteuid() == 0
     bwrap = shutil.which("bwrap")
-    if bwrap and os.environ.get("HELDOUT_SANDBOX_MODE") != "fallback":
+    if bwrap and not _skip_bwrap:
         probe = [bwrap, *_namespace_flags(root), "--ro-bind", "/", "/", "--proc", "/proc",
                  "--dev", "/dev", "true"]
         if _run_quiet(probe):

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from worker.sandbox.inputs import InputCache
-from worker.sandbox.isolation import detect_mode
+from worker.sandbox.isolation import detect_mode, prefer_fallback
 from worker.sandbox.process import SandboxProcess
 
 
@@ -73,13 +73,14 @@ def get_pool() -> SandboxPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = SandboxPool(base_dir=_base_dir_from_env())
+            _pool = SandboxPool()
             atexit.register(_pool.close)
         return _pool
 
 
-def configure(base_dir: Path | None = None, warm_spare: bool = True) -> SandboxPool:
+def configure(base_dir: Path | None = None, warm_spare: bool = True, *, skip_bwrap: bool = False) -> SandboxPool:
     """Replace the worker's pool (e.g. a runtime dir on fast local disk, or no warm spare)."""
+    prefer_fallback(skip_bwrap)
     global _pool
     with _pool_lock:
         if _pool is not None:
@@ -88,7 +89,3 @@ def configure(base_dir: Path | None = None, warm_spare: bool = True) -> SandboxP
         atexit.register(_pool.close)
         return _pool
 
-
-def _base_dir_from_env() -> Path | None:
-    value = os.environ.get("HELDOUT_SANDBOX_DIR")
-    return Path(value) if value else None
