@@ -86,7 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from grader_api.routers import me, submissions, tasks, users
 
-    api = APIRouter(prefix=API_PREFIX)
+    from grader_api.schemas import ErrorOut
+
+    # Validation errors are answered in the service's error envelope (errors.py), so document
+    # that shape instead of FastAPI's default list-of-errors schema for every 422.
+    api = APIRouter(prefix=API_PREFIX, responses={422: {"model": ErrorOut, "description": "invalid request"}})
 
     @api.get("/health", tags=["meta"])
     def health() -> dict:

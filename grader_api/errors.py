@@ -73,8 +73,43 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_req: Request, exc: RequestValidationError):
         return JSONResponse(envelope(_describe_validation(exc), "invalid_request"), status_code=422)
 
+    async def _unavailable(req: Request, exc: Exception):
+        # The database (or broker) is restarting: a transient outage, not a server bug. Answer
+        # 503 with Retry-After so clients retry; nothing was stored (the transaction rolled back).
+        log.warning("backend unavailable on %s %s: %s", req.method, req.url.path, type(exc).__name__)
+        return JSONResponse(envelope("the service is briefly unavailable (database or queue restarting); "
+                                     "nothing was stored, retry in a few seconds", "unavailable"),
+                            status_code=503, headers={"Retry-After": "5"})
+
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    for exc_type in _unavailable_errors(OperationalError, InterfaceError):
+        app.add_exception_handler(exc_type, _unavailable)
+
+    async def _out_of_range(req: Request, exc: Exception):
+        # A value the database cannot hold (an integer past its column's range, say): the
+        # request was invalid, not the server.
+        log.info("value rejected by the database on %s %s: %s", req.method, req.url.path, type(exc).__name__)
+        return JSONResponse(envelope("a value in the request is out of range", "invalid_request"),
+                            status_code=422)
+
+    from sqlalchemy.exc import DataError
+
+    app.add_exception_handler(DataError, _out_of_range)
+
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception):
         log.exception("unhandled error on %s %s", req.method, req.url.path)
         return JSONResponse(envelope("internal server error; the problem has been logged", "internal"),
                             status_code=500)
+
+
+def _unavailable_errors(*types: type) -> tuple[type, ...]:
+    """Connection-level failures of the backends, answered 503 rather than 500."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        return (*types, RedisConnectionError, RedisTimeoutError)
+    except ImportError:  # pragma: no cover - redis is a dependency
+        return types

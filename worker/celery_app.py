@@ -35,7 +35,9 @@ def celery_config(settings: Settings) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
+        # The soft limit fires first so the task can fail with a reason; keep it a fraction of the
+        # hard limit (not a fixed 30 s, which leaves 1 s for any hard limit under 31 s).
+        "task_soft_time_limit": settings.task_time_limit_s - min(30, max(1, settings.task_time_limit_s // 10)),
         "task_queues": [Queue(settings.queue_name("cpu")), Queue(settings.queue_name("gpu"))],
         "task_default_queue": settings.queue_name("cpu"),
         "task_publish_retry": False,                # a failed publish leaves the outbox row for the sweeper

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
@@ -47,3 +47,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StorageDep = Annotated[LocalStorage, Depends(get_storage)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+
+
+# Ids are 32-bit INTEGER columns: a larger number in a path or query is answered 422 by
+# validation instead of reaching the database as an out-of-range value (a 500).
+DB_ID_MAX = 2**31 - 1
+SubmissionId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="submission id")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from grader_api.auth import CurrentUser
-from grader_api.routers.deps import SessionDep
+from grader_api.routers.deps import DB_ID_MAX, SessionDep
 from grader_api.schemas import History, UserOut
 from grader_api.services import submissions as submission_service
 from grader_api.services import tasks as task_service
@@ -27,8 +27,9 @@ def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(des
 
 
 @router.get("/me/submissions/diff")
-def my_diff(user: CurrentUser, session: SessionDep, a: int = Query(description="earlier submission id"),
-            b: int = Query(description="later submission id"),
+def my_diff(user: CurrentUser, session: SessionDep,
+            a: int = Query(ge=1, le=DB_ID_MAX, description="earlier submission id"),
+            b: int = Query(ge=1, le=DB_ID_MAX, description="later submission id"),
             part: str = Query("public", description="public, or private/overall after the task closes")) -> dict:
     """Per-class differences b − a between two of the caller's submissions."""
     return submission_service.diff(session, user, a, b, part)

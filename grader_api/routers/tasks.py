@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from grader_api.auth import CurrentUser, Instructor
 from grader_api.errors import ApiError
-from grader_api.routers.deps import RelayDep, SessionDep, SettingsDep
+from grader_api.routers.deps import DB_ID_MAX, RelayDep, SessionDep, SettingsDep
 from grader_api.schemas import (InstructorSubmissionRow, Leaderboard, RescoreOut, TaskCreate, TaskDetail,
                                 TaskPatch, TaskSummary)
 from grader_api.services import leaderboard as board_service
@@ -86,7 +86,7 @@ def leaderboard(task: str, user: CurrentUser, session: SessionDep,
 @router.get("/tasks/{task}/submissions", response_model=list[InstructorSubmissionRow])
 def task_submissions(task: str, _: Instructor, session: SessionDep, user: str | None = None,
                      status: str | None = None, late: bool | None = None,
-                     limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0)) -> list[dict]:
+                     limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0, le=DB_ID_MAX)) -> list[dict]:
     t = task_service.get_task(session, task)
     return submission_service.list_for_task(session, t, user_name=user, status=status, late=late,
                                             limit=limit, offset=offset)
@@ -98,7 +98,11 @@ def rescore(task: str, _: Instructor, session: SessionDep, relay: RelayDep) -> d
     return {"task": t.name, "requeued": submission_service.rescore_task(session, relay, t)}
 
 
-@router.get("/tasks/{task}/grades.csv", response_class=PlainTextResponse)
+class CsvResponse(PlainTextResponse):
+    media_type = "text/csv"  # documented as what it is, so clients and the schema agree
+
+
+@router.get("/tasks/{task}/grades.csv", response_class=CsvResponse)
 def grades(task: str, _: Instructor, session: SessionDep) -> PlainTextResponse:
     t = task_service.get_task(session, task)
     return PlainTextResponse(board_service.grades_csv(session, t), media_type="text/csv",
