@@ -7,6 +7,7 @@ seeding) happens in the lifespan, i.e. when the server starts, never at import.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.storage.ensure()
     app.state.relay = make_relay(settings, app.state.db)
     app.state.limiter = RateLimiter(settings)
+    app.state.upload_slots = asyncio.Semaphore(settings.effective_upload_validation_slots)
     app.state.sweeper = None
     if settings.demo:
         from grader_api.demo import seed_demo

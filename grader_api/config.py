@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,14 @@ class Settings(BaseSettings):
     # --- limits --------------------------------------------------------------------------
     rate_limit: str = "300/minute"         # every authenticated API request, per user
     upload_rate_limit: str = "30/minute"   # uploads, per user (on top of the task's daily limit)
+    # Uploads validated at once per API process (0: one per CPU). Validation is CPU work; more at
+    # once only adds memory and contention, the rest wait their turn without holding a thread or
+    # a database connection.
+    upload_validation_slots: int = 0
+
+    @property
+    def effective_upload_validation_slots(self) -> int:
+        return self.upload_validation_slots or max(1, os.cpu_count() or 1)
 
     # --- web pages ------------------------------------------------------------------------
     secret_key: str | None = None          # signs browser sessions; default: a random key in <var_dir>

@@ -1,8 +1,8 @@
 """Engine, sessions, the one transaction helper, and migrations.
 
-Commit/rollback happen in exactly two places: `get_session` (the HTTP request edge) and
-`Database.transaction()` (worker, sweeper, CLI); both run the callbacks registered with
-`after_commit` only once the commit has succeeded — that is how queue messages are sent
+Commit/rollback happen only in `unit_of_work`: at the HTTP request edge (`get_session`), in
+`Database.transaction()` (worker, sweeper, CLI) and around the upload route's short locked
+section; it runs the callbacks registered with `after_commit` only once the commit has succeeded — that is how queue messages are sent
 strictly after the rows they refer to exist.
 """
 

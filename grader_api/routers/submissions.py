@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from grader_api.auth import CurrentUser
+from grader_api.db import unit_of_work
 from grader_api.models import utcnow
-from grader_api.routers.deps import LimiterDep, RelayDep, SessionDep, SettingsDep, StorageDep
+from grader_api.routers.deps import LimiterDep, RelayDep, SessionDep, SettingsDep, StorageDep, SubmissionId
 from grader_api.routers.multipart import receive_upload
 from grader_api.schemas import ErrorOut, SelectIn, SubmissionAccepted, SubmissionOut
 from grader_api.services import submissions as submission_service
@@ -46,11 +47,22 @@ async def upload(task: str, request: Request, user: CurrentUser, session: Sessio
     limit = int(float(t.spec.get("max_upload_mb", 64)) * 1_000_000)
     received = await receive_upload(request, storage, limit)
     try:
-        sub = await run_in_threadpool(
-            submission_service.accept_upload, session, relay=relay, storage=storage,
-            data_root=settings.effective_data_root, task=t, user=user, temp_path=received.path,
-            sha256=received.sha256, size=received.size, filename=received.filename,
-            note=received.fields.get("note"))
+        # Validation is CPU work: a bounded number at once, the others wait here (not in a
+        # thread, not holding a database connection) so a deadline rush queues instead of failing.
+        async with request.app.state.upload_slots:
+            inspected = await run_in_threadpool(
+                submission_service.inspect_upload, data_root=settings.effective_data_root, task=t,
+                temp_path=received.path, filename=received.filename, note=received.fields.get("note"))
+
+        def record():
+            # Committed here, in the same thread, so the per-user row lock taken inside is held
+            # for milliseconds, not until the response is on its way.
+            with unit_of_work(session):
+                return submission_service.record_upload(
+                    session, relay=relay, storage=storage, task=t, user=user, inspected=inspected,
+                    temp_path=received.path, sha256=received.sha256, size=received.size)
+
+        sub = await run_in_threadpool(record)
     finally:
         received.path.unlink(missing_ok=True)  # already moved into storage on success
     return {"id": sub.id, "status": sub.status.value, "task": t.name, "kind": sub.kind.value,
@@ -59,13 +71,13 @@ async def upload(task: str, request: Request, user: CurrentUser, session: Sessio
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut)
-def get_submission(submission_id: int, user: CurrentUser, session: SessionDep) -> dict:
+def get_submission(submission_id: SubmissionId, user: CurrentUser, session: SessionDep) -> dict:
     sub = submission_service.get_visible(session, submission_id, user)
     return submission_service.submission_view(sub, user)
 
 
 @router.post("/submissions/{submission_id}/select", response_model=SubmissionOut)
-def select(submission_id: int, user: CurrentUser, session: SessionDep, body: SelectIn | None = None) -> dict:
+def select(submission_id: SubmissionId, user: CurrentUser, session: SessionDep, body: SelectIn | None = None) -> dict:
     """Mark (or with `{"selected": false}` unmark) one of your submissions as final."""
     sub = submission_service.get_visible(session, submission_id, user)
     submission_service.set_selected(session, sub, user, True if body is None else body.selected)

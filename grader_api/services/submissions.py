@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -50,16 +51,19 @@ def precheck(session: Session, task: Task, user: User, now: datetime) -> None:
     task_service.check_daily_limit(session, task, user, now)
 
 
-def accept_upload(
-    session: Session, *, relay: OutboxRelay, storage: LocalStorage, data_root: Path, task: Task, user: User,
-    temp_path: Path, sha256: str, size: int, filename: str | None, note: str | None,
-) -> Submission:
-    """Validate the uploaded temp file, store it, write the row and the outbox entry.
+@dataclass(frozen=True)
+class InspectedUpload:
+    """What validation learned about an upload; nothing has been written yet."""
 
-    On any error the temp file is the caller's to delete and nothing else exists; after
-    success the file is in storage and is removed again if the transaction rolls back.
-    """
-    now = utcnow()
+    kind: SubmissionKind
+    display_name: str | None
+    note: str | None
+
+
+def inspect_upload(*, data_root: Path, task: Task, temp_path: Path, filename: str | None,
+                   note: str | None) -> InspectedUpload:
+    """Validate the uploaded temp file (no database): the note, the kind of file, and for
+    predictions the scoring core's parser. Raises ApiError with the parser's message."""
     if note is not None and len(note) > MAX_NOTE_CHARS:
         raise ApiError(422, f"note: at most {MAX_NOTE_CHARS} characters, found {len(note)}", "invalid_request")
     spec = task_service.spec_of(task)
@@ -71,7 +75,18 @@ def accept_upload(
                        "unsupported_media_type")
     if kind == SubmissionKind.PREDICTIONS:
         _validate_predictions(temp_path, spec, data_root, display)
+    return InspectedUpload(kind, display, note or None)
 
+
+def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage, task: Task, user: User,
+                  inspected: InspectedUpload, temp_path: Path, sha256: str, size: int) -> Submission:
+    """Store a validated upload and write its row and outbox entry (the caller commits).
+
+    Kept short on purpose: it holds a row lock on the user until the commit. On any error the
+    temp file is the caller's to delete and nothing else exists; after success the file is in
+    storage and is removed again if the transaction rolls back.
+    """
+    now = utcnow()
     # Re-check under a row lock on the user (Postgres): two parallel uploads cannot both take
     # the last submission of the day.
     session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
@@ -81,14 +96,24 @@ def accept_upload(
     if storage.put(temp_path, sha256):
         after_rollback(session, lambda: _delete_if_unreferenced(storage, session, sha256))
     sub = Submission(
-        task_id=task.id, user_id=user.id, kind=kind, status=SubmissionStatus.QUEUED,
-        file_sha256=sha256, file_size=size, filename=display, note=note or None,
+        task_id=task.id, user_id=user.id, kind=inspected.kind, status=SubmissionStatus.QUEUED,
+        file_sha256=sha256, file_size=size, filename=inspected.display_name, note=inspected.note,
         late=window.late, late_days_used=window.late_days_used, created_at=now, updated_at=now,
     )
     session.add(sub)
     session.flush()
-    relay.enqueue(session, sub.id, QUEUE_FOR_KIND[kind])
+    relay.enqueue(session, sub.id, QUEUE_FOR_KIND[inspected.kind])
     return sub
+
+
+def accept_upload(
+    session: Session, *, relay: OutboxRelay, storage: LocalStorage, data_root: Path, task: Task, user: User,
+    temp_path: Path, sha256: str, size: int, filename: str | None, note: str | None,
+) -> Submission:
+    """Validate, then record, in one call (the demo seeding and other in-process callers)."""
+    inspected = inspect_upload(data_root=data_root, task=task, temp_path=temp_path, filename=filename, note=note)
+    return record_upload(session, relay=relay, storage=storage, task=task, user=user, inspected=inspected,
+                         temp_path=temp_path, sha256=sha256, size=size)
 
 
 def _validate_predictions(path: Path, spec, data_root: Path, display: str | None) -> None:
