@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     outbox_grace_s: float = 5.0            # sweeper leaves fresh unsent outbox rows to the relay
     sweep_interval_s: float = 15.0
     sweeper_enabled: bool = True           # a sweeper thread in `grade serve`
+    storage_gc_interval_s: float = 3600.0  # how often the sweeper removes files no submission refers to
+    storage_gc_age_s: float = 3600.0       # ... once they have been left alone this long
     inprocess_workers: int = 2             # threads of the embedded worker (no REDIS_URL)
     model_device: str = "auto"             # model evaluation device: auto (cuda when present), cpu, cuda
     model_memory_limit_mb: int = 4096      # memory of one sandboxed model run (host RAM)

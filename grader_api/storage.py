@@ -40,10 +40,25 @@ class LocalStorage:
         dest = self.path(sha256)
         if dest.exists():
             temp.unlink(missing_ok=True)
+            try:
+                os.utime(dest)  # fresh again: storage GC only takes objects left alone for long
+            except OSError:
+                pass
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, dest)
         return True
+
+    def temp_files(self) -> list[Path]:
+        tmp = self.root / "tmp"
+        return sorted(p for p in tmp.iterdir() if p.is_file()) if tmp.is_dir() else []
+
+    def objects(self) -> list[tuple[str, Path]]:
+        """Every stored object as (sha256, path)."""
+        objects = self.root / "objects"
+        if not objects.is_dir():
+            return []
+        return sorted((p.name, p) for p in objects.glob("??/*") if _SHA256.match(p.name))
 
     def delete(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ One pass (`sweep_once`):
   2. submissions `queued` for too long with no pending outbox row are re-sent (a message was
      lost in the broker);
   3. submissions `running` for too long are re-queued (the worker died or hung).
+The thread also removes, hourly, stored files no submission refers to (worker/storage_gc.py).
 Anything out of attempts fails with a reason instead. Every change is a conditional UPDATE,
 so sweepers in several processes may run at once: the worst case is a duplicate message,
 which the worker's claim turns into a no-op.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
@@ -26,7 +28,9 @@ import sqlalchemy as sa
 from grader_api.config import Settings
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.models import Outbox, Submission, SubmissionKind, SubmissionStatus, utcnow
+from grader_api.storage import LocalStorage
 from worker.grading import attempts_exhausted_message
+from worker.storage_gc import collect_garbage
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class SweeperThread:
 
     def __init__(self, settings: Settings, relay: OutboxRelay):
         self.settings, self.relay = settings, relay
+        self._next_gc = 0.0  # storage GC on the first tick (leftovers of a crashed process), then hourly
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heldout-sweeper", daemon=True)
 
@@ -126,6 +131,13 @@ class SweeperThread:
                 sweep_once(self.settings, self.relay)
             except Exception:  # keep sweeping: a DB hiccup must not stop the safety net
                 log.exception("sweep failed")
+            if time.monotonic() >= self._next_gc:
+                self._next_gc = time.monotonic() + self.settings.storage_gc_interval_s
+                try:
+                    collect_garbage(self.relay.db, LocalStorage(self.settings.effective_storage_dir),
+                                    self.settings.storage_gc_age_s)
+                except Exception:
+                    log.exception("storage gc failed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -191,17 +191,23 @@ def add_task(task_file: Path, update: bool = typer.Option(False, help="update th
 
 
 @admin.command("sweep")
-def sweep() -> None:
+def sweep(gc: bool = typer.Option(False, "--gc", help="also remove stored files no submission refers to "
+                                                    "(left alone longer than HELDOUT_STORAGE_GC_AGE_S)")) -> None:
     """One sweeper pass: re-send lost messages, re-queue stuck submissions."""
+    from grader_api.storage import LocalStorage
     from worker.grading import default_relay
+    from worker.storage_gc import collect_garbage
     from worker.sweeper import sweep_once
 
-    settings, _db_ = _db()
+    settings, db = _db()
     relay = default_relay(settings)
     result = sweep_once(settings, relay)
     if not settings.uses_celery:
         relay.dispatcher.wait_idle(600)  # embedded: finish what was re-queued before exiting
     typer.echo(result.as_dict())
+    if gc:
+        typer.echo(collect_garbage(db, LocalStorage(settings.effective_storage_dir),
+                                   settings.storage_gc_age_s).as_dict())
 
 
 @admin.command("migrate")
