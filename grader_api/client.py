@@ -120,6 +120,17 @@ def _error_from_response(resp: httpx.Response) -> ClientError:
     return ClientError(message, **kw)
 
 
+MAX_RETRY_AFTER_S = 30.0
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    """The server's Retry-After in seconds (numeric form), within [1, MAX_RETRY_AFTER_S]."""
+    try:
+        return min(max(float(resp.headers.get("retry-after", "5")), 1.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 5.0
+
+
 class _ProgressReader:
     """Wraps a binary file so httpx's multipart encoder reports how much it has read (= sent)."""
 
@@ -150,7 +161,9 @@ class Client:
     """Thin, typed wrapper over the JSON API. One `httpx.Client` per instance; use as a context manager."""
 
     def __init__(self, server: str, token: str | None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, retries_on_unavailable: int = 3,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.retries_on_unavailable, self._sleep = retries_on_unavailable, sleep
         base = server.rstrip("/")
         if "://" not in base:
             base = "http://" + base
@@ -172,14 +185,22 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.TimeoutException as e:
-            raise ServerUnreachable(f"no answer from {self.server} in time ({type(e).__name__})") from None
-        except httpx.TransportError as e:
-            reason = str(e) or type(e).__name__
-            raise ServerUnreachable(f"cannot reach {self.server}: {reason}") from None
+    def _request(self, method: str, path: str, *, rewind: Callable[[], None] | None = None, **kw: Any) -> Any:
+        for attempt in range(self.retries_on_unavailable + 1):
+            if attempt and rewind is not None:
+                rewind()
+            try:
+                resp = self._http.request(method, path, **kw)
+            except httpx.TimeoutException as e:
+                raise ServerUnreachable(f"no answer from {self.server} in time ({type(e).__name__})") from None
+            except httpx.TransportError as e:
+                reason = str(e) or type(e).__name__
+                raise ServerUnreachable(f"cannot reach {self.server}: {reason}") from None
+            # 503 means the database or queue is restarting and nothing was stored (uploads
+            # included): waiting as the server asks and trying again is safe.
+            if resp.status_code != 503 or attempt == self.retries_on_unavailable:
+                break
+            self._sleep(_retry_after(resp))
         if resp.status_code >= 400:
             raise _error_from_response(resp)
         if resp.status_code == 204 or not resp.content:
@@ -210,9 +231,10 @@ class Client:
         data = {"note": note} if note else None
         with p.open("rb") as fh:
             # The file name is only a hint for messages; the server sniffs content by bytes.
-            files = {"file": (p.name, _ProgressReader(fh, total, progress), "application/octet-stream")}
+            reader = _ProgressReader(fh, total, progress)
+            files = {"file": (p.name, reader, "application/octet-stream")}
             return self._request("POST", f"/tasks/{task}/submissions", files=files, data=data,
-                                 timeout=httpx.Timeout(30.0, write=None, read=120.0))
+                                 timeout=httpx.Timeout(30.0, write=None, read=120.0), rewind=lambda: reader.seek(0))
 
     def submission(self, submission_id: int | str) -> dict[str, Any]:
         return self._request("GET", f"/submissions/{submission_id}")

@@ -13,8 +13,9 @@ from grader_api import client as c
 from grader_api.cli import config_store
 
 
-def make(handler) -> c.Client:
-    return c.Client("http://127.0.0.1:9", "tok", transport=httpx.MockTransport(handler))
+def make(handler, slept: list | None = None) -> c.Client:
+    sleep = slept.append if slept is not None else (lambda s: None)
+    return c.Client("http://127.0.0.1:9", "tok", transport=httpx.MockTransport(handler), sleep=sleep)
 
 
 def envelope(status: int, detail: str, code: str, **kw) -> httpx.Response:
@@ -115,3 +116,36 @@ def test_xdg_config_home(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("GRADE_CONFIG_DIR", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert config_store.config_path() == tmp_path / "heldout" / "config.json"
+
+
+def test_503_is_retried_as_the_server_asks_and_the_upload_is_sent_whole_again(tmp_path) -> None:
+    f = tmp_path / "preds.csv"
+    f.write_bytes(b"id,label\n" + b"".join(b"%d,1\n" % i for i in range(20_000)))
+    bodies: list[bytes] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        bodies.append(req.read())
+        if len(bodies) < 3:  # the database restarting: nothing stored, come back in 2 s
+            return httpx.Response(503, json={"detail": "briefly unavailable", "code": "unavailable"},
+                                  headers={"Retry-After": "2"})
+        return httpx.Response(202, json={"id": 9, "status": "queued"})
+
+    slept: list[float] = []
+    assert make(handler, slept).submit(f, "cifar10") == {"id": 9, "status": "queued"}
+    assert slept == [2.0, 2.0]
+    same = [b.replace(b.split(b"\r\n", 1)[0], b"--BOUNDARY") for b in bodies]  # boundary differs per request
+    assert len(bodies) == 3 and same[0] == same[2] and f.read_bytes() in bodies[2]
+
+
+def test_503_that_persists_ends_in_one_clear_error() -> None:
+    calls: list[int] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503, json={"detail": "briefly unavailable", "code": "unavailable"},
+                              headers={"Retry-After": "600"})
+
+    slept: list[float] = []
+    with pytest.raises(c.ServerError, match=r"server error \(503\): briefly unavailable"):
+        make(handler, slept).me()
+    assert len(calls) == 4 and slept == [c.MAX_RETRY_AFTER_S] * 3   # capped, bounded
