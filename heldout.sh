@@ -95,10 +95,14 @@ ensure_redis() {
 }
 
 ensure_system_tools() {
-  # Browser tests drive the system Chromium; the model sandbox uses bubblewrap.
+  # Browser tests drive the system Chromium; the model sandbox uses bubblewrap; the compose
+  # file is checked with Compose itself (`docker compose` or Debian's docker-compose).
   local missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium chromium-driver)
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+    missing+=(docker-compose)
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || true; fi
 }
 
