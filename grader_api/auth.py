@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from grader_api.db import unit_of_work
 from grader_api.errors import ApiError
 from grader_api.models import ApiToken, Role, User, utcnow
 from grader_api.routers.deps import LimiterDep, SessionDep
@@ -66,7 +67,10 @@ def current_user(request: Request, session: SessionDep, limiter: LimiterDep) -> 
     token = bearer_token(request)
     if token is None:
         raise _unauthorized("missing 'Authorization: Bearer <token>' header")
-    user = authenticate(session, token)
+    # Ended at once: a request must not hold a pooled connection while it waits for its body
+    # or for a thread (under a rush, waiting holders starved the pool and answered 500s).
+    with unit_of_work(session):
+        user = authenticate(session, token)
     if user is None:
         raise _unauthorized("invalid or revoked token")
     limiter.check("api", user.id)
