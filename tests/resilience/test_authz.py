@@ -1,0 +1,216 @@
+"""Authorization matrix over every operation in the service's OpenAPI schema: anonymous,
+another student, a student on instructor routes, guessed and revoked tokens; and the private
+leaderboard never reachable by a student before the deadline, error messages included."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pytest
+
+from tests.resilience.course import make_task, post_file
+from tests.resilience.record import record
+from tests.service.helpers import auth
+
+pytestmark = [pytest.mark.resilience, pytest.mark.slow]
+
+PUBLIC = {("GET", "/api/v1/health")}
+INSTRUCTOR = {
+    ("POST", "/api/v1/tasks"), ("PATCH", "/api/v1/tasks/{task}"), ("GET", "/api/v1/tasks/{task}/submissions"),
+    ("POST", "/api/v1/tasks/{task}/rescore"), ("GET", "/api/v1/tasks/{task}/grades.csv"), ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/users/{name}/tokens"), ("POST", "/api/v1/users/{name}/revoke"),
+}
+ANY_USER = {
+    ("GET", "/api/v1/me"), ("GET", "/api/v1/me/submissions"), ("GET", "/api/v1/me/submissions/diff"),
+    ("GET", "/api/v1/tasks"), ("GET", "/api/v1/tasks/{task}"), ("GET", "/api/v1/tasks/{task}/leaderboard"),
+    ("POST", "/api/v1/tasks/{task}/submissions"), ("GET", "/api/v1/submissions/{submission_id}"),
+    ("POST", "/api/v1/submissions/{submission_id}/select"),
+}
+OWNED = {("GET", "/api/v1/submissions/{submission_id}"), ("POST", "/api/v1/submissions/{submission_id}/select"),
+         ("GET", "/api/v1/me/submissions/diff")}
+
+
+@pytest.fixture(scope="module")
+def course(env):
+    env.heal()
+    task = make_task(env.client, env.prof, env.data_root, n=200, k=4, prefix="authz")
+    sid = post_file(env.client, env.alice, task.name, task.csv(0.7, 1)).json()["id"]
+    deadline = time.monotonic() + 60
+    while env.client.get(f"/api/v1/submissions/{sid}", headers=auth(env.alice)).json()["status"] != "scored":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    private = env.client.get(f"/api/v1/submissions/{sid}", headers=auth(env.prof)).json()["private_score"]
+    return env, task, sid, private
+
+
+def _call(env, method, path, task, sid, token):
+    url = (path.replace("{task}", task.name).replace("{submission_id}", str(sid)).replace("{name}", "bob"))
+    params = {}
+    if path.endswith("/diff"):
+        params = {"a": sid, "b": sid}
+    elif path == "/api/v1/me/submissions":
+        params = {"task": task.name}
+    kw = {"headers": auth(token) if token else {}, "params": params}
+    if method == "POST" and path.endswith("/submissions") and "{task}" in path:
+        kw["files"] = {"file": ("p.csv", task.csv(0.5, 9))}
+    elif path == "/api/v1/tasks" and method == "POST":
+        kw["json"] = {"yaml": task.yaml.replace(task.name, task.name + "x")}
+    elif path == "/api/v1/users":
+        kw["json"] = {"name": f"u{secrets.token_hex(3)}", "role": "student"}
+    elif method == "PATCH":
+        kw["json"] = {"daily_limit": 50}
+    return env.client.request(method, url, **kw)
+
+
+def test_schema_lists_exactly_the_classified_operations(course):
+    env, *_ = course
+    schema = env.client.get("/api/v1/openapi.json").json()
+    ops = {(m.upper(), p) for p, item in schema["paths"].items() for m in item}
+    assert ops == PUBLIC | INSTRUCTOR | ANY_USER, "classify new endpoints in this matrix"
+
+
+def test_matrix(course):
+    env, task, sid, private = course
+    rows, problems = [], []
+    for method, path in sorted(PUBLIC | INSTRUCTOR | ANY_USER):
+        expected = {
+            "anonymous": 200 if (method, path) in PUBLIC else 401,
+            # bob is another student: alice's objects do not exist for him; instructor routes are 403
+            "other student": 403 if (method, path) in INSTRUCTOR else 404 if (method, path) in OWNED else "2xx",
+            "owner student": 403 if (method, path) in INSTRUCTOR else "2xx",
+        }
+        for who, token in (("anonymous", None), ("other student", env.bob), ("owner student", env.alice)):
+            r = _call(env, method, path, task, sid, token)
+            want = expected[who]
+            ok = (200 <= r.status_code < 300) if want == "2xx" else r.status_code == want
+            if ok and r.status_code >= 400:
+                body = r.json()
+                ok = bool(body.get("detail")) and body.get("code") is not None
+            if who != "anonymous" and private is not None and token != env.prof:
+                # the private score must not leak through any student-visible body
+                ok = ok and repr(private) not in r.text
+            rows.append((method, path, who, r.status_code, want, ok))
+            if not ok:
+                problems.append(f"{who} {method} {path}: {r.status_code} (wanted {want}) {r.text[:200]}")
+    record("authz", "matrix", rows=rows)
+    assert not problems, "\n".join(problems)
+
+
+def test_guessed_malformed_and_revoked_tokens(course):
+    env, task, sid, _ = course
+    guesses = [secrets.token_urlsafe(32), env.alice + "x", env.alice[:-1], env.prof.upper(), "null",
+               "' OR 1=1 --", "a" * 10_000]
+    problems = []
+    for g in guesses:
+        r = env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {g}"})
+        if r.status_code != 401:
+            problems.append(f"guess {g[:20]!r}: {r.status_code}")
+    for header in (f"Basic {env.alice}", env.alice, f"bearer{env.alice}", "Bearer"):
+        r = env.client.get("/api/v1/me", headers={"Authorization": header})
+        if r.status_code != 401:
+            problems.append(f"header {header[:12]!r}: {r.status_code}")
+    # replay after revocation
+    name = f"carol{secrets.token_hex(2)}"
+    token = env.client.post("/api/v1/users", json={"name": name, "role": "student"}, headers=auth(env.prof)).json()["token"]
+    assert env.client.get("/api/v1/me", headers=auth(token)).status_code == 200
+    assert env.client.post(f"/api/v1/users/{name}/revoke", headers=auth(env.prof)).status_code == 200
+    replay = env.client.get("/api/v1/me", headers=auth(token))
+    up = post_file(env.client, token, task.name, task.csv(0.5, 3))
+    new = env.client.post(f"/api/v1/users/{name}/tokens", headers=auth(env.prof)).json()["token"]
+    rotated = env.client.post(f"/api/v1/users/{name}/tokens?revoke_old=true", headers=auth(env.prof)).json()["token"]
+    old_after_rotation = env.client.get("/api/v1/me", headers=auth(new))
+    record("authz", "tokens", guesses=len(guesses) + 3, replay_status=replay.status_code, upload_status=up.status_code,
+           rotated_old_status=old_after_rotation.status_code)
+    assert replay.status_code == 401 and up.status_code == 401, (replay.text, up.text)
+    assert old_after_rotation.status_code == 401
+    assert env.client.get("/api/v1/me", headers=auth(rotated)).status_code == 200
+    assert not problems, problems
+
+
+def test_private_board_and_labels_hidden_from_students_before_the_deadline(course):
+    env, task, sid, private = course
+    a = auth(env.alice)
+    r = env.client.get(f"/api/v1/tasks/{task.name}/leaderboard", params={"board": "private"}, headers=a)
+    assert r.status_code == 403 and r.json()["code"]
+    sub = env.client.get(f"/api/v1/submissions/{sid}", headers=a).json()
+    assert sub["private_score"] is None and sub["private"] is None and sub["overall"] is None and sub["points"] is None
+    hist = env.client.get("/api/v1/me/submissions", params={"task": task.name}, headers=a)
+    assert all(row.get("private_score") is None for row in hist.json()["submissions"] if isinstance(row, dict))
+    for part in ("private", "overall"):
+        d = env.client.get("/api/v1/me/submissions/diff", params={"a": sid, "b": sid, "part": part}, headers=a)
+        assert d.status_code == 403, d.text
+    texts = [r.text, hist.text, str(sub)]
+    # labels: no route serves split files; path tricks against the API and static mount
+    for path in ("/static/../var/data", f"/api/v1/tasks/{task.name}/../../../data/{task.name}/test/labels.npy",
+                 "/static/%2e%2e/%2e%2e/var", f"/api/v1/tasks/{task.name}/labels", "/api/v1/splits"):
+        r = env.client.get(path, headers=a)
+        texts.append(r.text)
+        assert r.status_code in (404, 405, 401, 403), (path, r.status_code)
+    # An error about a wrong row names the row, never that row's true label: the message for two
+    # rows with different true labels is the same once the line number is masked.
+    i = 7
+    j = next(k for k in range(8, 200) if task.labels[k] != task.labels[i])
+    errs = []
+    for k in (i, j):
+        good = f"img{k:05d},{task.classes[task.labels[k]]}\n".encode()
+        wrong = task.csv(1.0, 4).replace(good, f"img{k:05d},nope\n".encode())
+        errs.append(post_file(env.client, env.alice, task.name, wrong).json()["detail"])
+    assert "nope" in errs[0]
+    assert re.sub(r"line \d+", "line N", errs[0]) == re.sub(r"line \d+", "line N", errs[1]), errs
+    labels_text = ",".join(task.classes[i] for i in task.labels[:20])
+    assert all(labels_text not in t and (private is None or repr(private) not in t) for t in texts)
+    record("authz", "private board and labels", checked=len(texts) + 1, ok=True)
+
+
+def test_private_rows_change_nothing_a_student_sees_even_after_a_rescore(course):
+    """Two files that agree on the public rows and differ only on the private ones (all right
+    against all wrong) must look the same to their student before the deadline: same public
+    scores, no private field, and an instructor's rescore changes that in no way. What differs
+    is only bookkeeping (ids, times, hashes, notes)."""
+    import yaml
+
+    from scoring.splits import load_split
+    from scoring.tasks import parse_task
+
+    env, task, _sid, _private = course
+    spec = parse_task(yaml.safe_load(task.yaml), f"{task.name}.yaml")
+    public = load_split(spec.resolve_split_dir(task.data_root), spec).public_mask
+    k = len(task.classes)
+    base = task.labels.copy()
+    base[public] = (base[public] + 1) % k          # public rows: the same (wrong) answers in both
+    worse = base.copy()
+    worse[~public] = (worse[~public] + 1) % k      # private rows: all right in `base`, all wrong here
+
+    def csv(pred):
+        return ("id,label\n" + "".join(f"img{i:05d},{task.classes[c]}\n" for i, c in enumerate(pred))).encode()
+
+    a = auth(env.alice)
+    ids = [post_file(env.client, env.alice, task.name, csv(p), note=f"privacy-{n}").json()["id"]
+           for n, p in (("right", base), ("wrong", worse))]
+    bookkeeping = {"id", "note", "created_at", "started_at", "finished_at", "updated_at", "scored_at",
+                   "sha256", "url", "attempts", "selected"}
+
+    def views():
+        out = []
+        for sid in ids:
+            deadline = time.monotonic() + 60
+            while (body := env.client.get(f"/api/v1/submissions/{sid}", headers=a).json())["status"] != "scored":
+                assert time.monotonic() < deadline, body
+                time.sleep(0.2)
+            out.append({key: v for key, v in body.items() if key not in bookkeeping})
+        return out
+
+    before = views()
+    assert before[0] == before[1], before
+    truth = [env.client.get(f"/api/v1/submissions/{sid}", headers=auth(env.prof)).json()["private_score"]
+             for sid in ids]
+    assert truth[0] != truth[1]                     # the instructor sees the private difference
+    r = env.client.post(f"/api/v1/tasks/{task.name}/rescore", headers=auth(env.prof))
+    assert r.status_code == 202 and r.json()["requeued"] >= 2, r.text
+    after = views()
+    assert after == before, (before, after)
+    board = env.client.get(f"/api/v1/tasks/{task.name}/leaderboard", headers=a).json()
+    assert all(row.get("private_score") is None for row in board.get("rows", [])), board
+    record("authz", "private rows invisible to the student, before and after a rescore", checked=4, ok=True)
