@@ -57,6 +57,20 @@ def unit_of_work(session: Session) -> Iterator[Session]:
     _run_callbacks(session, _AFTER_COMMIT_KEY)
 
 
+def lock_row(session: Session, column: sa.Column, row_id: int) -> None:
+    """Hold a write lock tied to one row until the transaction ends, on every backend.
+
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks, and its driver opens a
+    transaction only at the first write, so two threads could both read a count before either
+    writes; a no-op UPDATE takes SQLite's single writer lock at once instead (the others wait,
+    up to busy_timeout, and then read what the first one committed).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sa.update(column.table).where(column == row_id).values({column.name: column}))
+    else:
+        session.execute(sa.select(column).where(column == row_id).with_for_update())
+
+
 def _make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -25,9 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 OPEN = """## Open problems
 
-None from the last run. Known limits, by design: the embedded default (SQLite) has no row lock,
-so two parallel uploads by one student can both take the last submission of the day there
-(PostgreSQL is protected); the storage GC removes orphaned files after an hour, not at once.
+None from the last run. Known limit, by design: the storage GC removes orphaned files after an
+hour, not at once.
 """
 
 HOW_TO_RUN = """## Reliability suite

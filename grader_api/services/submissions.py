@@ -10,7 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.db import after_rollback
+from grader_api.db import after_rollback, lock_row
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.errors import ApiError, not_found
 from grader_api.models import Role, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
@@ -87,9 +87,9 @@ def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage
     storage and is removed again if the transaction rolls back.
     """
     now = utcnow()
-    # Re-check under a row lock on the user (Postgres): two parallel uploads cannot both take
-    # the last submission of the day.
-    session.execute(sa.select(User.id).where(User.id == user.id).with_for_update())
+    # Re-check under a lock on the user: two parallel uploads cannot both take the last
+    # submission of the day.
+    lock_row(session, User.__table__.c.id, user.id)
     window = task_service.check_window(task, now)
     task_service.check_daily_limit(session, task, user, now)
 

@@ -72,3 +72,30 @@ def wait_for_status(client, token: str, sid: int, timeout: float = 30.0,
 
 def stored_files(storage_dir: Path) -> list[Path]:
     return sorted(p for p in (storage_dir / "objects").rglob("*") if p.is_file())
+
+
+def race_for_the_last_submission(client, token: str, task: str, labels: np.ndarray, monkeypatch) -> list[int]:
+    """Two uploads by one student, one submission left today, made to interleave at the worst
+    point: after its daily-limit check each waits (up to 2 s) for the other to pass its own.
+    Without a lock both pass and both are stored; with one, the second checks only after the
+    first has committed. Returns the two status codes, sorted."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader_api.services import tasks as task_service
+
+    both_checked = threading.Barrier(2, timeout=2.0)
+    check = task_service.check_daily_limit
+
+    def check_then_wait(*args, **kwargs):
+        check(*args, **kwargs)
+        try:
+            both_checked.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other upload is waiting for the lock: go on alone
+
+    monkeypatch.setattr(task_service, "check_daily_limit", check_then_wait)
+    files = [predictions_csv(labels, 0.6, seed) for seed in (11, 12)]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda f: upload(client, token, task, f), files))
+    return sorted(r.status_code for r in answers)

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from grader_api.models import Submission, SubmissionStatus
-from tests.service.helpers import auth, predictions_csv, upload, wait_for_status
+from tests.service.helpers import auth, predictions_csv, race_for_the_last_submission, upload, wait_for_status
 
 
 def _submit(course, token, accuracy, note=None, seed=1):
@@ -107,6 +107,13 @@ def test_daily_limit_counts_only_non_failed_submissions(course):
     assert upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.7)).status_code == 202
     # bob has his own budget
     assert upload(course.client, course.bob, "pets", predictions_csv(course.labels, 0.7)).status_code == 202
+
+
+def test_two_parallel_uploads_cannot_both_take_the_last_submission_of_the_day(course, monkeypatch):
+    _patch(course, daily_limit=1)
+    assert race_for_the_last_submission(course.client, course.alice, "pets", course.labels, monkeypatch) == [202, 429]
+    with course.app.state.db.transaction() as s:
+        assert s.scalar(sa.select(sa.func.count(Submission.id))) == 1
 
 
 def test_deadline_late_days_and_private_reveal(course):

@@ -20,7 +20,8 @@ from grader_api.config import Settings
 from grader_api.models import Outbox, Submission, SubmissionStatus
 from tests.service import real_stack
 from tests.service.conftest import seed_users
-from tests.service.helpers import auth, make_split, predictions_csv, stored_files, task_yaml, upload, wait_for_status
+from tests.service.helpers import (auth, make_split, predictions_csv, race_for_the_last_submission, stored_files,
+                                  task_yaml, upload, wait_for_status)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
 
@@ -123,6 +124,13 @@ def test_daily_limit(stack):
     r = upload(stack.client, stack.alice, task, predictions_csv(labels, 0.7, 3))
     assert r.status_code == 429 and r.json()["code"] == "daily_limit"
     assert "retry-after" in r.headers
+
+
+def test_two_parallel_uploads_cannot_both_take_the_last_submission_of_the_day(stack, monkeypatch):
+    task, labels = stack.new_task()
+    stack.client.patch(f"/api/v1/tasks/{task}", json={"daily_limit": 1}, headers=auth(stack.prof))
+    assert race_for_the_last_submission(stack.client, stack.alice, task, labels, monkeypatch) == [202, 429]
+    assert len(_rows(stack, task)) == 1
 
 
 def test_deadline_closes_the_task_and_reveals_the_private_board(stack):
