@@ -254,6 +254,7 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     rows: list[list[str]] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bench_voc(rows)
@@ -262,7 +263,8 @@ def main() -> None:
         bench_segmentation_1000(rows, tmp)
     env = (f"Python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
            f"torchmetrics {torchmetrics.__version__}; {os.cpu_count()} CPUs ({platform.machine()}), "
-           "shared with other work while measured. Times: best of 5 (VOC, CIFAR-100 ours), best of 3 "
+           f"1-minute load average {load_before:.1f} before the run and {os.getloadavg()[0]:.1f} after "
+           "(the bench itself keeps one CPU busy). Times: best of 5 (VOC, CIFAR-100 ours), best of 3 "
            "(CIFAR-100 reference, segmentation ours), one run (sklearn segmentation reference).")
     body = f"{SECTION}\n\nCommand: `{COMMAND}`\n\n{env}\n\n{table(rows)}\n"
     print(body)

@@ -128,7 +128,7 @@ def run_case(case: Case, quick: bool, workdir: Path, repeats: int) -> dict:
             "cold_infer": cold.stats["ms_per_image"] * n / 1000}
 
 
-NOTE = ("Reading the figures: the 2 CPUs were shared with other sessions' test runs while this ran (load average about 3), so run-to-run spread is large — in this run the segmentation cold run even beat the best warm run, and bare ResNet-18 ran anywhere from 8 s to 22 s across sessions for the same 10,000 images. The stable figure is the sandbox's fixed cost outside inference (staging the files, handing the job to the warm spare, loading the state_dict into the reference model, writing and re-validating scores): the last line below. Profiling the guest's batch loop in-process and the same loop inside and outside the sandbox showed no systematic slowdown from the sandbox (seccomp, namespaces) beyond this noise.")
+NOTE = ("Reading the figures: on a small shared machine run-to-run spread is large (bare ResNet-18 has taken anywhere from 8 s to 22 s for the same 10,000 images on 2 CPUs, depending on what else ran). The stable figure is the sandbox's fixed cost outside inference (staging the files, handing the job to the warm spare, loading the state_dict into the reference model, writing and re-validating scores): the last line below. Profiling the guest's batch loop in-process and the same loop inside and outside the sandbox showed no systematic slowdown from the sandbox (seccomp, namespaces) beyond this noise.")
 
 
 def fmt_rate(n: int, s: float) -> str:
@@ -139,7 +139,7 @@ def pct(a: float, b: float) -> str:
     return f"{100 * (a - b) / b:+.1f}%"
 
 
-def render(rows: list[dict], quick: bool, repeats: int) -> str:
+def render(rows: list[dict], quick: bool, repeats: int, load: tuple[float, float]) -> str:
     cmd = ".venv/bin/python bench/model_eval.py" + (" --quick" if quick else "") + (
         f" --repeats {repeats}" if repeats != 3 else "")
     cpus = len(os.sched_getaffinity(0))
@@ -147,8 +147,9 @@ def render(rows: list[dict], quick: bool, repeats: int) -> str:
         "## model_eval", "",
         f"Command: `{cmd}`", "",
         f"Python {platform.python_version()}, torch {torch.__version__}, {cpus} CPUs ({platform.machine()}), "
-        f"{torch.get_num_threads()} torch threads on both sides, shared with other work while measured. "
-        "No GPU was available to this session: CPU only, so no autocast figures. "
+        f"{torch.get_num_threads()} torch threads on both sides; 1-minute load average {load[0]:.1f} before the "
+        f"run and {load[1]:.1f} after. "
+        + ("" if torch.cuda.is_available() else "No GPU on this machine: CPU only, so no autocast figures. ") +
         f"Sandbox mode: `{rows[0]['mode']}`. Best of {repeats} interleaved runs per figure (cold: one run). Inputs uint8, normalised inside the loop; "
         "same batch size on both sides. Overhead = (sandbox end-to-end − bare) / bare; the sandbox runs the "
         "model in channels_last on CPU as well, so the comparison with the plain bare loop includes that gain, "
@@ -188,6 +189,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args()
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-model-eval-") as tmp:
         os.chmod(tmp, 0o711)
         for case in CASES:
@@ -195,7 +197,7 @@ def main() -> None:
             r = rows[-1]
             print(f"{case.label}: N={r['n']} bare {r['bare']:.2f}s, bare+CL {r['bare_cl']:.2f}s, "
                   f"sandbox warm {r['warm']:.2f}s (infer {r['infer']:.2f}s), cold {r['cold']:.2f}s", flush=True)
-    text = render(rows, args.quick, args.repeats)
+    text = render(rows, args.quick, args.repeats, (load_before, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
         write_section(text)
