@@ -157,3 +157,25 @@ def test_memory_mapped_split_inputs_are_cached(tmp_path):
     assert not first.temporary and get_pool().inputs.prepare(mm) == first
     run = evaluate_model_file(path, task, mm)
     _check(run, bare_loop(model, x, task), params=_params(model))
+
+
+def test_a_warm_spare_left_idle_past_the_startup_timeout_is_used(tmp_path):
+    """A spare's "ready" line waits in its pipe for as long as the worker is idle; taking it
+    minutes later must not count as a start that timed out."""
+    import select
+
+    from worker.sandbox.pool import get_pool
+
+    task = make_task()
+    model = _trained("fashion_basenet", 10)
+    x = images(16, 1, 28, 28)
+    path = save_state_dict(model, tmp_path / "m.pt")
+    evaluate_model_file(path, task, x)                      # leaves a warm spare behind
+    pool = get_pool()
+    assert len(pool._spares) == 1
+    spare = next(iter(pool._spares.values()))
+    assert select.select([spare.proc.stdout], [], [], 120)[0], "the spare never said ready"
+    spare.started -= 10 * 60                               # as if the worker had been idle for 10 min
+    run = evaluate_model_file(path, task, x)
+    assert spare.ready_at is not None                       # the old spare served this job
+    _check(run, bare_loop(model, x, task), params=_params(model))

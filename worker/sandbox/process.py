@@ -91,8 +91,10 @@ class SandboxProcess:
         fd = self.proc.stdout.fileno()
         buf = b""
         while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            # Past the deadline still look once: a warm spare started long ago has been ready
+            # (its line waiting in the pipe) for as long as the worker was idle.
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
                 self.close()
                 raise SandboxUnavailable(f"sandbox did not start within {timeout:g} s")
             chunk = os.read(fd, 64)
