@@ -19,11 +19,41 @@ from worker.sandbox.isolation import detect_mode, prefer_fallback
 from worker.sandbox.process import SandboxProcess
 
 
+_DIR_PREFIX = "heldout-sandbox-"
+
+
+def remove_dead_pools(parent: Path) -> list[Path]:
+    """Remove runtime directories left by worker processes that no longer exist.
+
+    A worker killed with SIGKILL cannot clean up; its directory (a copy of the split's inputs,
+    the last job's files) would stay until the machine is wiped. The owner's pid is in the
+    name; a directory whose owner is alive, or that is not ours, is left alone.
+    """
+    removed = []
+    for path in parent.glob(f"{_DIR_PREFIX}*-*"):
+        pid_text = path.name[len(_DIR_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            if path.lstat().st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+                continue
+            os.kill(int(pid_text), 0)
+            continue                                  # owner alive (or a reused pid): leave it
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 class SandboxPool:
     def __init__(self, base_dir: Path | None = None, warm_spare: bool = True):
         self.mode = detect_mode()
-        parent = None if base_dir is None else str(base_dir)
-        self.dir = Path(tempfile.mkdtemp(prefix="heldout-sandbox-", dir=parent))
+        parent = Path(tempfile.gettempdir()) if base_dir is None else Path(base_dir)
+        remove_dead_pools(parent)
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-", dir=parent))
         os.chmod(self.dir, 0o711)
         self.inputs = InputCache(self.dir / "inputs")
         self.warm_spare = warm_spare
