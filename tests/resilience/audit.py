@@ -59,12 +59,14 @@ class Figures:
     refused: dict
     failure_reasons: dict
     seconds_to_terminal: float
+    unexpected_failures: list = field(default_factory=list)  # (note, code, reason) not in expect_failed
 
     def assert_clean(self) -> None:
         bad = {k: getattr(self, k) for k in ("lost", "stuck", "duplicated", "wrong_score", "failed_without_reason")
                if getattr(self, k)}
         assert not bad, f"{self.scenario}: invariants broken: {bad}\n{self}"
         assert self.accepted == self.scored + self.failed_with_reason, self
+        assert not self.unexpected_failures, f"{self.scenario}: failed, not expected to: {self.unexpected_failures}"
         five_xx = {k: v for k, v in self.refused.items() if k.startswith("5") and k != "503"}
         assert not five_xx, f"{self.scenario}: server errors {five_xx}"
 
@@ -122,7 +124,7 @@ def audit(scenario: str, db_url: str, task: TaskHandle, ledger: Ledger, *, bound
         failed_without_reason=sum(1 for r in failed if not r["error"]),
         lost=lost, stuck=stuck, duplicated=duplicated, wrong_score=wrong,
         refused=ledger.errors_by_kind(), failure_reasons=reasons, seconds_to_terminal=round(waited, 1),
+        unexpected_failures=[(r["note"], r["error_code"], r["error"]) for r in unexpected_fail],
     )
-    record("fault", scenario, **asdict(fig),
-           unexpected_failures=[(r["note"], r["error_code"], r["error"]) for r in unexpected_fail])
+    record("fault", scenario, **asdict(fig))
     return fig

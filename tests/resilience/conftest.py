@@ -80,11 +80,13 @@ def env(tmp_path_factory):
     if missing:
         pytest.skip("resilience suite needs " + " and ".join(missing))
     root = tmp_path_factory.mktemp("resilience")
-    pg = stack_mod.PgServer().init()
+    pg = stack_mod.PgServer()
     redis = stack_mod.RedisServer(root / "redis")
-    pg.start()
-    redis.start()
-    try:
+    st = None
+    try:   # everything started is stopped again, whichever step fails
+        pg.init()
+        pg.start()
+        redis.start()
         db_url = pg.create_database("heldout")
         var = root / "var"
         (var / "marks").mkdir(parents=True)
@@ -104,8 +106,9 @@ def env(tmp_path_factory):
         st.start_worker()
         with httpx.Client(base_url=st.base_url, timeout=60) as client:
             yield Env(st, db_url, tokens["prof"], tokens["alice"], tokens["bob"], client)
-        st.stop_all()
     finally:
+        if st is not None:
+            st.stop_all()
         from grader_api.db import dispose_database
 
         try:

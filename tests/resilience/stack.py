@@ -134,8 +134,8 @@ class RedisServer:
         # No persistence: a restart empties the broker, the harshest case for lost messages.
         cmd = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
                "--daemonize", "no", "--dir", str(self.root)]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                                     start_new_session=True)
+        with open(self.log, "ab") as log:   # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         _wait(lambda: _port_open(self.port), 20, "Redis", self.log)
 
     def stop(self) -> None:
@@ -235,7 +235,11 @@ class Stack:
         cmd = [sys.executable, "-m", "uvicorn", "grader_api.app:create_app", "--factory", "--host", HOST,
                "--port", str(self.api_port), "--log-level", "warning", "--no-access-log"]
         self.api = _spawn(cmd, self.env, self.root / "api.log")
-        _wait(self._api_up, 90, "uvicorn API", self.api.log_path)
+        try:
+            _wait(self._api_up, 90, "uvicorn API", self.api.log_path)
+        except BaseException:
+            self.api.kill()
+            raise
         return self.api
 
     def _api_up(self) -> bool:
@@ -264,7 +268,11 @@ class Stack:
                 raise RuntimeError(f"celery worker exited:\n{proc.log_tail()}")
             return b" ready." in log_path.read_bytes()[start:]
 
-        _wait(ready, 90, "celery worker", log_path)
+        try:
+            _wait(ready, 90, "celery worker", log_path)
+        except BaseException:
+            proc.kill()
+            raise
         self.workers.append(proc)
         return proc
 

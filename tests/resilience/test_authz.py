@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 import time
 
 import pytest
@@ -107,7 +108,8 @@ def test_guessed_malformed_and_revoked_tokens(course):
         r = env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {g}"})
         if r.status_code != 401:
             problems.append(f"guess {g[:20]!r}: {r.status_code}")
-    for header in (f"Basic {env.alice}", env.alice, f"bearer{env.alice}", "Bearer"):
+    headers = (f"Basic {env.alice}", env.alice, f"bearer{env.alice}", "Bearer")
+    for header in headers:
         r = env.client.get("/api/v1/me", headers={"Authorization": header})
         if r.status_code != 401:
             problems.append(f"header {header[:12]!r}: {r.status_code}")
@@ -121,12 +123,29 @@ def test_guessed_malformed_and_revoked_tokens(course):
     new = env.client.post(f"/api/v1/users/{name}/tokens", headers=auth(env.prof)).json()["token"]
     rotated = env.client.post(f"/api/v1/users/{name}/tokens?revoke_old=true", headers=auth(env.prof)).json()["token"]
     old_after_rotation = env.client.get("/api/v1/me", headers=auth(new))
-    record("authz", "tokens", guesses=len(guesses) + 3, replay_status=replay.status_code, upload_status=up.status_code,
+    record("authz", "tokens", guesses=len(guesses), malformed_headers=len(headers), not_401=len(problems),
+           replay_status=replay.status_code, upload_status=up.status_code,
            rotated_old_status=old_after_rotation.status_code)
     assert replay.status_code == 401 and up.status_code == 401, (replay.text, up.text)
     assert old_after_rotation.status_code == 401
     assert env.client.get("/api/v1/me", headers=auth(rotated)).status_code == 200
     assert not problems, problems
+
+
+def _raw_get(port: int, path: str, token: str) -> tuple[int, str]:
+    """GET `path` exactly as written (no dot-segment removal), return status and body text."""
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+           "Connection: close\r\n\r\n").encode()
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(req)
+        while len(reply) < 1 << 20:
+            part = s.recv(65536)
+            if not part:
+                break
+            reply += part
+    status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1") else 0
+    return status, reply.partition(b"\r\n\r\n")[2].decode("latin-1")
 
 
 def test_private_board_and_labels_hidden_from_students_before_the_deadline(course):
@@ -142,12 +161,16 @@ def test_private_board_and_labels_hidden_from_students_before_the_deadline(cours
         d = env.client.get("/api/v1/me/submissions/diff", params={"a": sid, "b": sid, "part": part}, headers=a)
         assert d.status_code == 403, d.text
     texts = [r.text, hist.text, str(sub)]
-    # labels: no route serves split files; path tricks against the API and static mount
-    for path in ("/static/../var/data", f"/api/v1/tasks/{task.name}/../../../data/{task.name}/test/labels.npy",
-                 "/static/%2e%2e/%2e%2e/var", f"/api/v1/tasks/{task.name}/labels", "/api/v1/splits"):
-        r = env.client.get(path, headers=a)
-        texts.append(r.text)
-        assert r.status_code in (404, 405, 401, 403), (path, r.status_code)
+    # labels: no route serves split files; path tricks against the API and static mount, sent
+    # byte for byte (an HTTP client would remove the dot segments before sending)
+    for path in ("/static/../var/data", f"/static/../../data/{task.name}/test/labels.npy",
+                 f"/api/v1/tasks/{task.name}/../../../data/{task.name}/test/labels.npy",
+                 "/static/%2e%2e/%2e%2e/var", f"/static/..%2f..%2fdata/{task.name}/test/labels.npy",
+                 f"/api/v1/tasks/{task.name}/labels", "/api/v1/splits"):
+        status, body = _raw_get(env.stack.api_port, path, env.alice)
+        texts.append(body)
+        assert status in (404, 405, 401, 403), (path, status)
+        assert "NUMPY" not in body, path
     # An error about a wrong row names the row, never that row's true label: the message for two
     # rows with different true labels is the same once the line number is masked.
     i = 7

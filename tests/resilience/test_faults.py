@@ -42,6 +42,8 @@ def test_worker_sigkilled_mid_grading_then_restarted(healthy):
     fig = audit("worker SIGKILL mid-grading (CSV)", env.db_url, task, ledger, bound_s=90)
     fig.assert_clean()
     assert fig.scored == fig.sent, fig  # valid files: the retry scores them all
+    body = env.client.get(f"/api/v1/submissions/{victim}", headers=auth(env.alice)).json()
+    assert body["attempts"] == 2, body  # the kill landed while it was being graded; graded again once
 
 
 def test_redis_stopped_while_submissions_arrive(healthy):
@@ -90,6 +92,7 @@ def test_postgres_restarted_while_workers_write_results(healthy):
     time.sleep(1)
     stop.set()
     t.join(60)
+    assert not t.is_alive(), "the uploading client did not stop"
     fig = audit("PostgreSQL restarted while workers write", env.db_url, task, ledger, bound_s=120)
     fig.assert_clean()
     bad = {n: a for n, a in ledger.answers.items() if a not in ("202", "503")}
@@ -121,10 +124,25 @@ def test_same_message_delivered_twice(healthy):
         celery.close()
     fig = audit("same message delivered 2-3 times", env.db_url, task, ledger, bound_s=60)
     fig.assert_clean()
-    time.sleep(2)  # let the last duplicates run: they must change nothing
+    _wait_queue_drained(env.stack.env["REDIS_URL"], settings.queue_name("cpu"))
+    time.sleep(2)  # the last duplicate taken may still be running: it must change nothing
     for sid in ids:
         body = env.client.get(f"/api/v1/submissions/{sid}", headers=auth(env.alice)).json()
         assert body["status"] == "scored" and body["attempts"] == 1, body
+
+
+def _wait_queue_drained(redis_url: str, queue: str, bound_s: float = 30) -> None:
+    """Until no message waits in the broker's list for `queue` (every duplicate was taken)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + bound_s
+        while client.llen(queue):
+            assert time.monotonic() < deadline, f"{client.llen(queue)} messages still queued after {bound_s} s"
+            time.sleep(0.2)
+    finally:
+        client.close()
 
 
 def test_task_exceeding_its_time_limit(healthy):
@@ -176,9 +194,11 @@ def test_api_killed_between_storing_and_answering(healthy):
         killed.set()
         for t in threads:
             t.join(60)
+        assert not any(t.is_alive() for t in threads), "clients did not stop after the kill"
         env.stack.start_api()
     fig = audit("API SIGKILLed during uploads", env.db_url, task, ledger, bound_s=90)
     fig.assert_clean()
+    assert fig.scored == fig.accepted, fig  # "graded like any other"
     with get_database(env.db_url).transaction() as s:
         shas = set(s.scalars(sa.text("SELECT file_sha256 FROM submissions")).all())
         notes = set(s.scalars(sa.text("SELECT note FROM submissions")).all())

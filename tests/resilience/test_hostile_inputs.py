@@ -3,6 +3,7 @@ handled safely), the service stays up, and a normal submission is still scored a
 
 from __future__ import annotations
 
+import json
 import select
 import socket
 import time
@@ -78,24 +79,32 @@ def _raw_upload(port: int, token: str, task: str, total: int, *, declare: bool) 
             sent += len(chunk)
         s.settimeout(30)
         reply = b""
-        while b"\r\n" not in reply:
-            part = s.recv(4096)
+        while len(reply) < 1 << 16:       # the whole answer (Connection: close), bounded
+            try:
+                part = s.recv(4096)
+            except (ConnectionResetError, TimeoutError):
+                break
             if not part:
                 break
             reply += part
     status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1") else 0
-    return status, sent, time.monotonic() - t0
+    head_end = reply.find(b"\r\n\r\n")
+    try:
+        code = json.loads(reply[head_end + 4:]).get("code") if head_end >= 0 else None
+    except ValueError:
+        code = None
+    return status, code, sent, time.monotonic() - t0
 
 
 @pytest.mark.parametrize("declare", [False, True], ids=["chunked", "content-length"])
 def test_two_gigabyte_body_is_refused_early(hostile, declare):
     env, task = hostile
     total = 2 * 1024**3
-    status, sent, seconds = _raw_upload(env.stack.api_port, env.alice, task.name, total, declare=declare)
+    status, code, sent, seconds = _raw_upload(env.stack.api_port, env.alice, task.name, total, declare=declare)
     name = f"2 GB body ({'Content-Length' if declare else 'chunked, no length'})"
-    ok = status == 413 and sent < 64 * 1024**2
-    _outcome(name, status, "too_large", f"answered after {sent / 1e6:.0f} MB sent, {seconds:.1f} s", ok)
-    assert status == 413
+    ok = status == 413 and code == "too_large" and sent < 64 * 1024**2
+    _outcome(name, status, code, f"answered after {sent / 1e6:.0f} MB sent, {seconds:.1f} s", ok)
+    assert status == 413 and code == "too_large", (status, code)
     assert sent < 64 * 1024**2, f"the server read {sent} bytes before refusing"
     assert env.client.get("/api/v1/health").status_code == 200
 
@@ -124,12 +133,16 @@ def test_request_shape_problems(hostile):
     assert not problems, problems
 
 
-def test_path_tricks_and_lying_extensions_are_harmless(hostile):
+def test_path_tricks_and_lying_extensions_are_harmless(hostile, tmp_path):
     env, task = hostile
     storage = env.storage
     before = {p for p in storage.parent.rglob("*")}
+    # A name that, joined to any directory and resolved, lands on a file this test can look for.
+    target = tmp_path / "escaped.csv"
+    climbing = "../" * 40 + str(target).lstrip("/")
     cases = [
         ("../ in the file name", task.csv(0.6, 2), "../../../../etc/passwd.csv", 202),
+        ("../ climbing to a known path", task.csv(0.6, 6), climbing, 202),
         ("control characters in the file name", task.csv(0.6, 3), "a\x00b\x07c.csv", 202),
         ("CSV named .npy", task.csv(0.6, 4), "preds.npy", 202),
         ("npy named .csv", task.npy(5), "preds.csv", 202),
@@ -148,8 +161,10 @@ def test_path_tricks_and_lying_extensions_are_harmless(hostile):
             shown = body["filename"] or ""
             ok = body["status"] == "scored" and "/" not in shown and "\\" not in shown and shown.isprintable()
             ok = ok and body["public"]["primary"] == task.offline_report(content)["parts"]["public"]["primary"]
-        _outcome(name, r.status_code, r.json().get("code") or r.json().get("status"), filename, ok)
+        shown_name = "../ x40, then this test's temp folder/escaped.csv" if filename == climbing else filename
+        _outcome(name, r.status_code, r.json().get("code") or r.json().get("status"), shown_name, ok)
         assert ok, (name, r.status_code, r.text[:300])
     created = {p for p in storage.parent.rglob("*")} - before
     outside = [p for p in created if storage not in p.parents and p.parent != storage.parent / "marks"]
     assert not outside, f"files written outside storage: {outside}"
+    assert not target.exists(), "an upload was written where its ../ file name pointed"

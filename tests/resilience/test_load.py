@@ -28,14 +28,22 @@ def _pct(xs, q):
 
 
 class _RssSampler(threading.Thread):
+    """Peak RSS every 0.5 s; counts its samples and keeps its error, so a sampler that died
+    cannot pass the memory bound with peaks of zero."""
+
     def __init__(self, stack):
         super().__init__(daemon=True)
         self.stack, self.stop, self.api, self.workers = stack, threading.Event(), 0.0, 0.0
+        self.samples, self.error = 0, None
 
     def run(self):
-        while not self.stop.wait(0.5):
-            self.api = max(self.api, self.stack.api.rss_mb())
-            self.workers = max(self.workers, max((w.rss_mb() for w in self.stack.workers), default=0))
+        try:
+            while not self.stop.wait(0.5):
+                self.api = max(self.api, self.stack.api.rss_mb())
+                self.workers = max(self.workers, max((w.rss_mb() for w in self.stack.workers), default=0))
+                self.samples += 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.error = repr(exc)
 
 
 def _student(env, name: str) -> str:
@@ -80,11 +88,14 @@ def test_deadline_rush(healthy):
     threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
     for t in threads:
         t.start()
+    upload_deadline = time.monotonic() + pick(300, 3600)   # one bound for all clients together
     for t in threads:
-        t.join(pick(300, 3600))
+        t.join(max(0.0, upload_deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "clients still uploading after the bound"
     t_uploaded = time.time()
     fig = audit("deadline rush (load)", env.db_url, task, ledger, bound_s=pick(180, 3600))
     sampler.stop.set()
+    sampler.join(5)
     with get_database(env.db_url).transaction() as s:
         done = dict(s.execute(sa.text(
             "SELECT s.note, s.finished_at FROM submissions s JOIN tasks t ON t.id = s.task_id "
@@ -101,6 +112,7 @@ def test_deadline_rush(healthy):
         accept_p50=_pct(accept_s, 50), accept_p95=_pct(accept_s, 95), accept_p99=_pct(accept_s, 99),
         score_p50=_pct(to_score, 50), score_p95=_pct(to_score, 95), score_p99=_pct(to_score, 99),
         errors_by_kind=ledger.errors_by_kind(), api_rss_peak_mb=round(sampler.api), worker_rss_peak_mb=round(sampler.workers),
+        rss_samples=sampler.samples,
         lost=fig.lost, stuck=fig.stuck, duplicated=fig.duplicated, graded_more_than_once=graded_twice,
         wrong_score=fig.wrong_score,
     )
@@ -108,4 +120,5 @@ def test_deadline_rush(healthy):
     fig.assert_clean()
     assert not ledger.errors_by_kind(), figures
     assert fig.scored == SUBMISSIONS and graded_twice == 0, figures
+    assert sampler.error is None and sampler.samples > 0 and sampler.api > 0 and sampler.workers > 0, figures
     assert sampler.api < API_RSS_MB and sampler.workers < WORKER_RSS_MB, figures

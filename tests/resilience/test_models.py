@@ -9,6 +9,8 @@ import io
 import os
 import pickle
 import secrets
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -188,10 +190,11 @@ def _wait_terminal(env, sid, timeout=120):
         time.sleep(0.3)
 
 
-def _sandbox_orphans(env) -> list[str]:
-    """Processes of the sandbox user (nobody, when root) that no live worker owns."""
+def _sandbox_orphans(env) -> list[str] | None:
+    """Processes of the sandbox user (nobody, when root) that no live worker owns; None where
+    this cannot be told (not root: the sandbox then runs as the test's own user)."""
     if os.geteuid() != 0:
-        return []
+        return None
     from worker.sandbox.isolation import NOBODY_UID
 
     from tests.resilience.stack import _children
@@ -228,7 +231,7 @@ def test_model_submissions_score_like_offline_evaluation(mtask):
 def test_worker_sigkilled_mid_model_evaluation(mtask):
     env, task = mtask
     ledger = Ledger()
-    content = _script(Slow(1))
+    content = _script(Slow(3))   # still evaluating when the kill comes, well inside the 8 s limit
     r = post_file(env.client, env.alice, task.name, content, filename="slow.pt", note="mk-0")
     ledger.add("mk-0", content, str(r.status_code), r.json()["id"])
     for i in range(1, 3):
@@ -246,10 +249,14 @@ def test_worker_sigkilled_mid_model_evaluation(mtask):
     deadline = time.monotonic() + 10
     while (orphans_later := _sandbox_orphans(env)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    record("model", "sandbox processes left after the worker's SIGKILL", after_2s=len(orphans),
-           after_recovery=len(orphans_later), processes=orphans_later)
+    not_checked = "not checked (needs root)"
+    record("model", "sandbox processes left after the worker's SIGKILL",
+           after_2s=not_checked if orphans is None else len(orphans),
+           after_recovery=not_checked if orphans_later is None else len(orphans_later), processes=orphans_later)
     fig.assert_clean()
     assert fig.scored == fig.sent, fig
+    victim = env.client.get(f"/api/v1/submissions/{r.json()['id']}", headers=auth(env.alice)).json()
+    assert victim["attempts"] == 2, victim  # the kill landed mid-evaluation; evaluated again once
     assert not orphans_later, f"sandbox processes outlived their SIGKILLed worker: {orphans_later}"
 
 
@@ -272,9 +279,21 @@ def test_model_over_time_limit_and_memory_fail_with_reasons(mtask):
         assert body["status"] == "failed" and words in body["error"], body
 
 
-def test_malicious_model_files_never_run_and_fail_with_reasons(mtask, tmp_path):
+@pytest.fixture
+def open_folder():
+    """A folder every user can reach and write (pytest's own temp tree is private to its user),
+    so a payload run as the sandbox user could leave its marker there if the sandbox let it."""
+    path = Path(tempfile.mkdtemp(prefix="heldout-markers-"))
+    os.chmod(path, 0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_malicious_model_files_never_run_and_fail_with_reasons(mtask, open_folder):
     env, task = mtask
-    os.chmod(tmp_path, 0o777)   # writable by anyone on the host, the sandbox user included
+    tmp_path = open_folder
     labels_path = next((env.data_root / task.name / "test").glob("labels*"))
     markers = {k: tmp_path / f"{k}.marker" for k in ("open", "system", "zip", "save")}
     files = {
