@@ -90,6 +90,14 @@ FINDINGS = """## Bugs found by this suite and fixed
 9. The check for sandbox processes outliving a SIGKILLed worker read only the main thread's
    children, so a spare sandbox started from another thread of the test process itself was
    reported as an orphan; it now reads every thread's children and the check is a hard assertion.
+10. Run after a pause in CI, the model scenario failed with "sandbox did not start within 120 s":
+   a warm spare sandbox taken more than 120 s after it started was refused without reading its
+   "ready" line, which had been waiting in the pipe. In service, a worker idle for two minutes lost
+   the first attempt of its next model submission. The line is now read whatever the spare's age
+   (`worker/sandbox/process.py`; regression test in `tests/model_eval/test_equivalence.py`).
+11. A SIGKILLed worker left its sandbox runtime directory (staged inputs) in the temp dir; the
+   directory now carries the worker's pid and the next pool started on the machine removes those
+   of dead workers (`worker/sandbox/pool.py`).
 """
 
 
