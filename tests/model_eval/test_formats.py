@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 
 import numpy as np
@@ -99,26 +98,3 @@ def test_task_files_name_known_reference_models():
         name = (yaml.safe_load(path.read_text()) or {}).get("reference_model")
         assert name is None or reference_models.exists(name), f"{path.name}: {name}"
 
-
-def test_runtime_dirs_of_dead_workers_are_removed_when_a_pool_starts(tmp_path):
-    import subprocess
-    import sys
-
-    from worker.sandbox.pool import SandboxPool
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    left = tmp_path / f"heldout-sandbox-{dead}-abc123"
-    (left / "inputs").mkdir(parents=True)
-    (left / "inputs" / "x.npy").write_bytes(b"0" * 100)
-    alive = tmp_path / f"heldout-sandbox-{os.getpid()}-def456"   # this process: alive
-    alive.mkdir()
-    other = tmp_path / "heldout-sandbox-notapid"
-    other.mkdir()
-    pool = SandboxPool(base_dir=tmp_path, warm_spare=False)
-    try:
-        assert not left.exists()
-        assert alive.exists() and other.exists()
-        assert pool.dir.name.startswith(f"heldout-sandbox-{os.getpid()}-") and pool.dir.exists()
-    finally:
-        pool.close()

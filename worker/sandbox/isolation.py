@@ -211,15 +211,18 @@ def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int,
         for key, value in env.items():
             argv += ["--setenv", key, value]
         argv += _system_binds()
+        # The private /tmp first: binds made after it land on top of it, so a venv or checkout
+        # that lives under /tmp on the host is still visible (a tmpfs mounted later hid it).
+        argv += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(_TMPFS_BYTES), "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", str(16 * 1024 * 1024), "--tmpfs", "/dev/shm"]
+        made.update({Path("/tmp"), Path("/dev"), Path("/proc")})   # keep their own modes
         for tree in _python_trees():
             argv += _ro_bind_with_parents(tree, tree, made)
         argv += _ro_bind_with_parents(_GUEST_DIR, guest.code / "heldout_guest", made)
         argv += _ro_bind_with_parents(_REFERENCE_MODELS_DIR, guest.code / "reference_models", made)
         argv += ["--ro-bind", str(dirs.inputs), str(guest.inputs),
                  "--bind", str(dirs.outputs), str(guest.outputs),
-                 "--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", str(_TMPFS_BYTES), "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", str(16 * 1024 * 1024), "--tmpfs", "/dev/shm",
                  *_gpu_binds(gpu_physical), "--chdir", "/tmp"]
         if root:
             argv += _setpriv_argv()
