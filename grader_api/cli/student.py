@@ -231,7 +231,30 @@ def _render_submission(sub: dict[str, Any]) -> None:
         out.print(f"points: {points.get('earned')}/{points.get('max')}")
     stats = sub.get("model_stats")
     if isinstance(stats, dict) and stats:
-        out.print("model: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        out.print("model: " + model_summary(stats))
+
+
+def model_summary(stats: dict) -> str:
+    """What a student compares between model submissions, in words (all fields: --json)."""
+    def num(key: str) -> float | None:
+        v = stats.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    parts = []
+    if (params := num("params")) is not None:
+        parts.append(f"{int(params):,} parameters")
+    if (ms := num("ms_per_image")) is not None:
+        parts.append(f"{ms:.2f} ms/image")
+    if (peak := num("peak_memory_mb")) is not None:
+        parts.append(f"peak memory {peak:,.0f} MB")
+    where = str(stats.get("device") or "")
+    if stats.get("autocast"):
+        where += f" ({stats['autocast']})"
+    if where:
+        parts.append(where)
+    if (batch := num("batch_size")) is not None:
+        parts.append(f"batch {int(batch)}")
+    return " · ".join(parts) or ", ".join(f"{k} {v}" for k, v in stats.items())
 
 
 # --------------------------------------------------------------------------------------------

@@ -149,3 +149,14 @@ def test_503_that_persists_ends_in_one_clear_error() -> None:
     with pytest.raises(c.ServerError, match=r"server error \(503\): briefly unavailable"):
         make(handler, slept).me()
     assert len(calls) == 4 and slept == [c.MAX_RETRY_AFTER_S] * 3   # capped, bounded
+
+
+def test_model_statistics_are_shown_in_words() -> None:
+    from grader_api.cli.student import model_summary
+
+    stats = {"params": 44426, "ms_per_image": 0.21391404666853, "peak_memory_mb": 891.48828125, "device": "cpu",
+             "autocast": None, "batch_size": 300, "format": "state_dict", "sandbox": "bwrap"}
+    assert model_summary(stats) == "44,426 parameters · 0.21 ms/image · peak memory 891 MB · cpu · batch 300"
+    gpu = model_summary({"params": 11_227_812, "ms_per_image": 0.0312, "device": "cuda", "autocast": "bfloat16"})
+    assert gpu == "11,227,812 parameters · 0.03 ms/image · cuda (bfloat16)"
+    assert model_summary({"odd": 1}) == "odd 1"
