@@ -68,6 +68,40 @@ def save_safetensors(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
+class Loop(torch.nn.Module):
+    """Never returns: the wall-time limit must stop it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while True:
+            x = x + 1
+        return x
+
+
+class Peek(torch.nn.Module):
+    """torch.from_file is scriptable: reads `nbytes` of `path` (the labels, say) if it can."""
+
+    def __init__(self, path: str, nbytes: int = 10):
+        super().__init__()
+        self.path = path
+        self.nbytes = nbytes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stolen = torch.from_file(self.path, False, self.nbytes, dtype=torch.uint8)
+        return x.flatten(1)[:, :10].float() + stolen.float().sum()
+
+
+class Drop(torch.nn.Module):
+    """torch.save is scriptable (and fails silently): a model can try to write files."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.save(torch.zeros(4), self.path)
+        return x.flatten(1)[:, :10].float()
+
+
 class Payload:
     """Unpickling this creates `marker`: proof that an upload's pickle code ran."""
 

@@ -22,7 +22,7 @@ from worker.sandbox.limits import GiB
 from worker.sandbox.payload import run_payload
 from worker.sandbox.pool import get_pool
 
-from .helpers import images, make_task, save_torchscript
+from .helpers import Drop, Loop, Peek, images, make_task, save_torchscript
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:FutureWarning")
 
@@ -84,12 +84,6 @@ def _script(tmp_path: Path, module: torch.nn.Module) -> Path:
 
 
 def test_infinite_loop_times_out(tmp_path):
-    class Loop(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            while True:
-                x = x + 1
-            return x
-
     with pytest.raises(ModelRejected, match=r"^timed out after 3 s$"):
         evaluate_model_file(_script(tmp_path, Loop()), make_task(reference_model=None, time_limit=3),
                             images(4, 1, 28, 28))
@@ -118,31 +112,10 @@ def test_torchscript_cannot_read_labels(tmp_path):
     os.chmod(tmp_path, 0o755)
     os.chmod(labels, 0o644)          # even world-readable: not mounted
 
-    class Peek(torch.nn.Module):
-        def __init__(self, path: str):
-            super().__init__()
-            self.path = path
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            stolen = torch.from_file(self.path, False, 10, dtype=torch.uint8)
-            return x.flatten(1)[:, :10].float() + stolen.float().sum()
-
     with pytest.raises(ModelRejected, match="the model failed on images"):
         evaluate_model_file(_script(tmp_path, Peek(str(labels))), make_task(reference_model=None),
                             images(4, 1, 28, 28))
     _assert_healthy(tmp_path)
-
-
-class Drop(torch.nn.Module):
-    """torch.save is scriptable (and fails silently): a model can try to write files."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        torch.save(torch.zeros(4), self.path)
-        return x.flatten(1)[:, :10].float()
 
 
 def test_torchscript_cannot_write_outside(tmp_path):

@@ -3,8 +3,8 @@
 A scenario tells the `Ledger` what it sent (a unique note per submission) and what the API
 answered; `audit()` waits until every row of the task is terminal (or the bound passes), then
 counts: accepted, scored, failed with a reason, lost (answered 202 but no row), stuck (not
-terminal in time), duplicated (two rows for one note, or a scored report that differs from the
-offline scoring core's on the same bytes).
+terminal in time), duplicated (two rows for one note) and wrong score (a scored report that
+differs from the offline scoring core's on the same bytes).
 """
 
 from __future__ import annotations

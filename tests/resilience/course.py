@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.service.helpers import auth
+from tests.service.helpers import auth, ids_for
 
 
 @dataclass
@@ -25,7 +25,7 @@ class TaskHandle:
 
     @property
     def ids(self) -> list[str]:
-        return [f"img{i:05d}" for i in range(len(self.labels))]
+        return ids_for(len(self.labels))
 
     def csv(self, accuracy: float, seed: int) -> bytes:
         """An `id,label` CSV getting about `accuracy` right (distinct bytes per seed)."""
@@ -49,18 +49,25 @@ class TaskHandle:
 
         key = hashlib.sha256(content).hexdigest()
         if key not in self._offline:
-            from scoring.evaluate import evaluate
-            from scoring.parsers import parse_predictions
-            from scoring.splits import load_split
             import yaml
 
+            from scoring.evaluate import evaluate
+            from scoring.splits import load_split
             from scoring.tasks import parse_task
             from worker.grading import jsonable
 
             task = parse_task(yaml.safe_load(self.yaml), f"{self.name}.yaml")
-            split = load_split(task.resolve_split_dir(self.data_root), task)
-            self._offline[key] = jsonable(evaluate(task, split, parse_predictions(content, task, split)))
+            split_dir = task.resolve_split_dir(self.data_root)
+            split = load_split(split_dir, task)
+            predictions = self.predictions(content, task, split_dir, split)
+            self._offline[key] = jsonable(evaluate(task, split, predictions))
         return self._offline[key]
+
+    def predictions(self, content: bytes, task, split_dir: Path, split):
+        """The predictions in `content` (a prediction file; model tasks evaluate it instead)."""
+        from scoring.parsers import parse_predictions
+
+        return parse_predictions(content, task, split)
 
 
 def make_task(client: httpx.Client, prof: str, data_root: Path, *, n: int, k: int, prefix: str = "t",
@@ -71,7 +78,7 @@ def make_task(client: httpx.Client, prof: str, data_root: Path, *, n: int, k: in
     name = f"{prefix}_{secrets.token_hex(3)}"
     classes = [f"c{i:03d}" for i in range(k)]
     labels = np.random.default_rng(len(name) + n).integers(0, k, n)
-    write_split(data_root / name / "test", labels, ids=[f"img{i:05d}" for i in range(n)], seed=7, overwrite=True)
+    write_split(data_root / name / "test", labels, ids=ids_for(n), seed=7, overwrite=True)
     yaml = (f"name: {name}\ntitle: {name}\nkind: classification\nclasses: [{', '.join(classes)}]\n"
             f"metric: accuracy\nsplit: {name}/test\npublic_fraction: 0.5\nmax_upload_mb: {max_upload_mb}\n"
             "points: {kind: threshold, max_points: 10, bar: 0.9, baseline: 0.25}\n" + extra)

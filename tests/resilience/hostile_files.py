@@ -9,9 +9,11 @@ import zipfile
 
 import numpy as np
 
+from tests.service.helpers import ids_for
+
 N, K = 200, 4
 CLASSES = [f"c{i:03d}" for i in range(K)]
-IDS = [f"img{i:05d}" for i in range(N)]
+IDS = ids_for(N)
 
 
 def _labels_csv(rows=None, header="id,label") -> bytes:

@@ -207,7 +207,7 @@ def test_private_rows_change_nothing_a_student_sees_even_after_a_rescore(course)
     worse[~public] = (worse[~public] + 1) % k      # private rows: all right in `base`, all wrong here
 
     def csv(pred):
-        return ("id,label\n" + "".join(f"img{i:05d},{task.classes[c]}\n" for i, c in enumerate(pred))).encode()
+        return ("id,label\n" + "".join(f"{i},{task.classes[c]}\n" for i, c in zip(task.ids, pred, strict=True))).encode()
 
     a = auth(env.alice)
     ids = [post_file(env.client, env.alice, task.name, csv(p), note=f"privacy-{n}").json()["id"]

@@ -17,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from tests.model_eval.helpers import Drop, Loop, Payload, Peek, replace_zip_entry
 from tests.resilience.audit import Ledger, audit
 from tests.resilience.course import TaskHandle, post_file
 from tests.resilience.record import pick, record
 from tests.resilience.scenario import wait_marked
-from tests.service.helpers import auth
+from tests.service.helpers import auth, ids_for
 
 pytestmark = [pytest.mark.resilience, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:.*deprecated.*:FutureWarning")]
 
-torch = pytest.importorskip("torch")
 warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated.*", category=FutureWarning)
 N_IMAGES = 64
 
@@ -35,31 +36,16 @@ N_IMAGES = 64
 class ModelTask(TaskHandle):
     """A 10-class, 1×28×28 task that accepts model files; offline = model_eval + scoring.evaluate."""
 
-    def offline_report(self, content: bytes) -> dict:
-        import hashlib
+    def predictions(self, content: bytes, task, split_dir: Path, split):
+        from scoring.splits import load_inputs
+        from worker.model_eval import SandboxLimits, evaluate_model_file
 
-        key = hashlib.sha256(content).hexdigest()
-        if key not in self._offline:
-            import tempfile
-
-            import yaml
-
-            from scoring.evaluate import evaluate
-            from scoring.splits import load_inputs, load_split
-            from scoring.tasks import parse_task
-            from worker.grading import jsonable
-            from worker.model_eval import SandboxLimits, evaluate_model_file
-
-            task = parse_task(yaml.safe_load(self.yaml), f"{self.name}.yaml")
-            split_dir = task.resolve_split_dir(self.data_root)
-            split = load_split(split_dir, task)
-            with tempfile.NamedTemporaryFile(suffix=".pt") as f:
-                f.write(content)
-                f.flush()
-                run = evaluate_model_file(Path(f.name), task, load_inputs(split_dir), device="cpu",
-                                          limits=SandboxLimits(wall_time_s=task.model_time_limit_s))
-            self._offline[key] = jsonable(evaluate(task, split, run.predictions))
-        return self._offline[key]
+        with tempfile.NamedTemporaryFile(suffix=".pt") as f:
+            f.write(content)
+            f.flush()
+            run = evaluate_model_file(Path(f.name), task, load_inputs(split_dir), device="cpu",
+                                      limits=SandboxLimits(wall_time_s=task.model_time_limit_s))
+        return run.predictions
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +62,7 @@ def mtask(env):
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 10, N_IMAGES)
     inputs = rng.integers(0, 256, (N_IMAGES, 1, 28, 28), dtype=np.uint8)
-    write_split(env.data_root / name / "test", labels, ids=[f"img{i:05d}" for i in range(N_IMAGES)],
+    write_split(env.data_root / name / "test", labels, ids=ids_for(N_IMAGES),
                 inputs=inputs, seed=7, overwrite=True)
     classes = [f"c{i}" for i in range(10)]
     yaml = (f"name: {name}\ntitle: {name}\nkind: classification\nclasses: [{', '.join(classes)}]\n"
@@ -118,13 +104,6 @@ class Slow(torch.nn.Module):
         return x.flatten(1)[:, :10].float() + y[0, 0]
 
 
-class Loop(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        while True:
-            x = x + 1
-        return x
-
-
 class Hog(torch.nn.Module):
     """8 GiB in one allocation, past the sandbox's 4 GiB (a gradual climb is covered by
     tests/model_eval; at this machine's memory bandwidth it would hit the time limit first)."""
@@ -133,34 +112,6 @@ class Hog(torch.nn.Module):
         big = torch.empty(1 << 31)
         big.fill_(1.0)
         return x.flatten(1)[:, :10].float() + big[-1]
-
-
-class Peek(torch.nn.Module):
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stolen = torch.from_file(self.path, False, 64, dtype=torch.uint8)
-        return x.flatten(1)[:, :10].float() + stolen.float().sum()
-
-
-class Drop(torch.nn.Module):
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        torch.save(torch.zeros(4), self.path)
-        return x.flatten(1)[:, :10].float()
-
-
-class _OpenPayload:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 class _SystemPayload:
@@ -173,8 +124,6 @@ class _SystemPayload:
 
 def _zip_with_pickle(data_pkl: bytes) -> bytes:
     """A genuine torch.save(state_dict) archive whose data.pkl is replaced by `data_pkl`."""
-    from tests.model_eval.helpers import replace_zip_entry
-
     buf = io.BytesIO()
     torch.save(Linear(0).state_dict(), buf)
     return replace_zip_entry(buf.getvalue(), "data.pkl", data_pkl)
@@ -297,11 +246,11 @@ def test_malicious_model_files_never_run_and_fail_with_reasons(mtask, open_folde
     labels_path = next((env.data_root / task.name / "test").glob("labels*"))
     markers = {k: tmp_path / f"{k}.marker" for k in ("open", "system", "zip", "save")}
     files = {
-        "pickle with open() global": pickle.dumps({"fc.weight": _OpenPayload(str(markers["open"]))}, protocol=2),
+        "pickle with open() global": pickle.dumps({"fc.weight": Payload(markers["open"])}, protocol=2),
         "pickle with os.system global": pickle.dumps({"fc.weight": _SystemPayload(str(markers["system"]))}, protocol=2),
         "state_dict zip whose data.pkl calls open()": _zip_with_pickle(
-            pickle.dumps({"fc.weight": _OpenPayload(str(markers["zip"]))}, protocol=2)),
-        "TorchScript reading the labels (torch.from_file)": _script(Peek(str(labels_path))),
+            pickle.dumps({"fc.weight": Payload(markers["zip"])}, protocol=2)),
+        "TorchScript reading the labels (torch.from_file)": _script(Peek(str(labels_path), 64)),
         "TorchScript writing a file (torch.save)": _script(Drop(str(markers["save"]))),
     }
     problems = []
