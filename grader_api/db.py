@@ -2,13 +2,14 @@
 
 Commit/rollback happen only in `unit_of_work`: at the HTTP request edge (`get_session`), in
 `Database.transaction()` (worker, sweeper, CLI) and around the upload route's short locked
-section; it runs the callbacks registered with `after_commit` only once the commit has succeeded — that is how queue messages are sent
-strictly after the rows they refer to exist.
+section; it runs the callbacks registered with `after_commit` only once the commit has succeeded — that is how
+queue messages are sent strictly after the rows they refer to exist.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,18 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 _AFTER_COMMIT_KEY = "heldout.after_commit"
-_AFTER_ROLLBACK_KEY = "heldout.after_rollback"
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` once the session's current transaction has committed (never on rollback)."""
     session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
-
-
-def after_rollback(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` if the session's current transaction is rolled back (undo side effects
-    outside the database, e.g. a stored file nothing refers to)."""
-    session.info.setdefault(_AFTER_ROLLBACK_KEY, []).append(callback)
 
 
 def _run_callbacks(session: Session, key: str) -> None:
@@ -51,9 +45,7 @@ def unit_of_work(session: Session) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         session.info.pop(_AFTER_COMMIT_KEY, None)
-        _run_callbacks(session, _AFTER_ROLLBACK_KEY)
         raise
-    session.info.pop(_AFTER_ROLLBACK_KEY, None)
     _run_callbacks(session, _AFTER_COMMIT_KEY)
 
 
@@ -71,8 +63,21 @@ def lock_row(session: Session, column: sa.Column, row_id: int) -> None:
         session.execute(sa.select(column).where(column == row_id).with_for_update())
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the database file owner-only (0600) before SQLite does: SQLite gives its -wal and
+    -shm files the database file's mode, and would create the database with the umask's."""
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except (FileExistsError, FileNotFoundError):
+        pass        # exists already, or its directory does not (SQLite will say so)
+
+
 def _make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -142,4 +147,5 @@ def migrate(url: str) -> None:
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_sqlite_file(url)
     command.upgrade(alembic_config(url), "head")

@@ -273,7 +273,10 @@ def write_split(directory: str | Path, labels: np.ndarray, ids: Sequence[str] | 
         meta = {"seed": seed, "source": source, "n": n,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
+        # Owner-only whatever the umask: labels are the secret a sandboxed model must never read.
+        for written in tmp.iterdir():
+            os.chmod(written, 0o600)
+        os.chmod(tmp, 0o700)
         if root.exists():
             old = root.parent / f".{root.name}.old-{os.getpid()}"
             os.replace(root, old)

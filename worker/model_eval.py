@@ -12,22 +12,25 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from scoring.types import Predictions, TaskSpec
 from worker.model_formats import ModelFormat, sniff_model_format
-from worker.sandbox.errors import ModelRejected, SandboxUnavailable
+from worker.sandbox.errors import ModelLimitExceeded, ModelRejected, SandboxUnavailable
 from worker.sandbox.inputs import PreparedInputs
 from worker.sandbox.limits import SandboxLimits
 from worker.sandbox.pool import get_pool
+from worker.sandbox.process import SandboxProcess
 
-__all__ = ["ModelRejected", "ModelRun", "SandboxLimits", "SandboxUnavailable", "default_device",
-           "evaluate_model_file"]
+__all__ = ["ModelLimitExceeded", "ModelRejected", "ModelRun", "SandboxLimits", "SandboxUnavailable",
+           "default_device", "evaluate_model_file"]
 
 _CPU_BATCH_ELEMENTS = 1 << 20      # ~4 MB of float input per batch on CPU
 _GPU_BATCH_ELEMENTS = 1 << 24
 _MAX_BATCH = 1024
+_NPY_HEADER_MAX_BYTES = 1 << 16   # a version 1.0 header is at most 64 KiB
 
 
 @dataclass
@@ -110,18 +113,40 @@ def _job(task: TaskSpec, fmt: ModelFormat, prepared: PreparedInputs, device: str
     }
 
 
-def _read_scores(path: Path, expected: list[int | None], n: int, task: TaskSpec) -> np.ndarray:
-    """Re-check what the untrusted guest wrote: a plain float32 array of the expected shape."""
+def _npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
+def _read_scores(box: SandboxProcess, expected: list[int | None], n: int, task: TaskSpec) -> np.ndarray:
+    """Re-check what the untrusted guest wrote: a plain float32 array of the expected shape.
+
+    The header is checked before anything is allocated, and no more than the expected array
+    is read, whatever the file claims.
+    """
     want = tuple(n if d is None else d for d in expected)
-    try:
-        if path.is_symlink():
-            raise ValueError("symlink")
-        scores = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        raise ModelRejected("the model produced no readable scores") from None
-    if scores.dtype != np.float32 or scores.shape != want:
-        raise ModelRejected(f"output shape {scores.shape} does not fit task {task.name}: expected {want}")
-    scores = np.array(scores)                     # into memory: the job dir is deleted next
+    nbytes = int(np.prod(want)) * np.dtype(np.float32).itemsize
+    f = box.open_output("scores.npy", _NPY_HEADER_MAX_BYTES + nbytes)   # refuses pipes, links, …
+    if f is None:
+        raise ModelRejected("the model produced no readable scores")
+    with f:
+        try:
+            shape, fortran_order, dtype = _npy_header(f)
+        except (OSError, ValueError):
+            raise ModelRejected("the model produced no readable scores") from None
+        if dtype != np.float32 or tuple(shape) != want:
+            raise ModelRejected(f"output shape {tuple(shape)} does not fit task {task.name}: expected {want}")
+        buf = np.empty(want[::-1] if fortran_order else want, dtype=np.float32)
+        view, got = memoryview(buf).cast("B"), 0
+        while got < nbytes and (step := f.readinto(view[got:])):
+            got += step
+        if got != nbytes or f.read(1):
+            raise ModelRejected(f"the model's scores file holds {got} bytes of data; {nbytes} were expected")
+    scores = np.ascontiguousarray(buf.T) if fortran_order else buf
     if not np.isfinite(scores).all():
         raise ModelRejected("the model's output contains NaN or infinite values")
     return scores
@@ -150,20 +175,22 @@ def evaluate_model_file(path: Path, task: TaskSpec, inputs: np.ndarray | Path, *
     pool = get_pool()
     threads = _threads(limits)
     prepared = pool.inputs.prepare(inputs)
-    box = pool.take(device, threads)
+    box = pool.take(device, threads, limits.max_file_bytes)
     try:
         job = _job(task, fmt, prepared, device, limits, box.launch.guest.inputs)
         shutil.copyfile(path, box.dirs.inputs / "model")
         os.chmod(box.dirs.inputs / "model", 0o444)
         pool.inputs.stage(prepared, box.dirs.inputs / "inputs.npy")
         outcome = box.run(job, limits)
+        if not outcome.ok and outcome.limit is not None:
+            raise ModelLimitExceeded(outcome.reason or f"hit the {outcome.limit} limit", outcome.limit)
         if not outcome.ok:
             raise ModelRejected(outcome.reason or "the model failed")
-        scores = _read_scores(box.output_file("scores.npy"), job["expected"], prepared.shape[0], task)
+        scores = _read_scores(box, job["expected"], prepared.shape[0], task)
     finally:
         box.close()
         pool.inputs.release(prepared)
-        pool.refill(device, threads)
+        pool.refill(device, threads, limits.max_file_bytes)
     scores = scores if task.kind == "segmentation" else scores.astype(np.float64)
     guest = outcome.result.get("stats", {})
     stats = {

@@ -36,6 +36,55 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def _owner_only_files() -> None:
+    # Database, splits (labels), uploads, logs: nothing the service creates is for other users,
+    # least of all the sandbox's (see docs/models.md, fallback mode).
+    os.umask(0o077)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default action
+    # that would end the process before atexit handlers run (the sandbox pool's cleanup).
+    signal.signal(signal.SIGTERM, lambda _s, _f: sys.exit(128 + signal.SIGTERM))
+
+
+def _sandbox_paths(settings) -> list[Path]:
+    """The service's files a model must never read: database, splits, uploads, the var dir."""
+    from sqlalchemy.engine import make_url
+
+    paths = [settings.effective_data_root, settings.effective_storage_dir, settings.var_dir]
+    url = make_url(settings.effective_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        paths += [Path(url.database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return paths
+
+
+def _check_sandbox(settings) -> None:
+    """Say how model files will be run here; refuse to start where fallback would expose data."""
+    from worker.sandbox.exposure import readable_by_guest
+    from worker.sandbox.isolation import prefer_fallback, sandbox_status
+
+    prefer_fallback(settings.sandbox_mode == "fallback")
+    status = sandbox_status()
+    typer.echo(f"heldout: model sandbox: {status.mode} ({status.reason})")
+    if status.mode == "none":
+        typer.echo("heldout: model files will be refused (prediction files are unaffected)", err=True)
+    if status.mode != "fallback":
+        return
+    from worker.sandbox.pool import runtime_parent
+
+    # The sandbox's own directory is meant for the guest (its inputs), and is not data.
+    exposed = readable_by_guest(_sandbox_paths(settings), exclude=runtime_parent(settings.sandbox_dir))
+    if exposed:
+        shown = "\n  ".join(str(p) for p in exposed[:10])
+        more = f"\n  … and {len(exposed) - 10} more" if len(exposed) > 10 else ""
+        typer.echo(f"error: HELDOUT_SANDBOX_MODE=fallback runs models as nobody without a private file "
+                   f"system, and nobody can read:\n  {shown}{more}\nMake them owner-only "
+                   "(e.g. chmod -R go-rwx on the data root, storage and var directories) and start again.",
+                   err=True)
+        raise typer.Exit(1)
+
+
 def serve(
     demo: bool = typer.Option(False, "--demo", help="seed a demo course (tasks, splits, users, submissions)"),
     host: str = typer.Option("127.0.0.1", help="address to bind"),
@@ -47,11 +96,15 @@ def serve(
 
     from grader_api.app import create_app
 
+    _owner_only_files()
     settings = _settings(demo=demo or None)
     _setup_logging(settings.log_level)
     mode = "celery workers via REDIS_URL" if settings.uses_celery else "in-process worker"
     typer.echo(f"heldout: database {_redact(settings.effective_database_url)}, {mode}; "
                f"http://{host}:{port}/  (API docs: /api/v1/docs)")
+    if not settings.uses_celery:
+        _check_sandbox(settings)
+    _exit_cleanly_on_sigterm()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
@@ -71,16 +124,19 @@ def worker(
     from grader_api.config import get_settings
     from grader_api.db import migrate
 
+    _owner_only_files()
     settings = get_settings()
     _setup_logging(settings.log_level)
     if not settings.uses_celery:
         raise typer.BadParameter("REDIS_URL is not set: `grade serve` grades in-process without a worker")
+    _check_sandbox(settings)
     migrate(settings.effective_database_url)
     names = [settings.queue_name(q.strip()) for q in queues.split(",") if q.strip()]
     # The Celery worker is a child process: its prefork pool must not fork a process that
     # already runs the sweeper thread.
     cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", ",".join(names),
-           "--concurrency", str(concurrency), "--loglevel", settings.log_level.upper(), "-n", f"heldout-{os.getpid()}@%h"]
+           "--concurrency", str(concurrency), "--loglevel", settings.log_level.upper(),
+           "-n", f"heldout-{os.getpid()}@%h"]
     proc = subprocess.Popen(cmd)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, _f: proc.send_signal(s))
@@ -95,6 +151,11 @@ def worker(
     code = proc.wait()
     if sweep_thread is not None:
         sweep_thread.stop()
+    # Celery's pool processes end with os._exit (no atexit): their sandbox runtime directories
+    # (cached split inputs, a spare's job dir) are removed here, now that they are gone.
+    from worker.sandbox.pool import remove_dead_pools, runtime_parent
+
+    remove_dead_pools(runtime_parent(settings.sandbox_dir))
     raise typer.Exit(code)
 
 
@@ -111,12 +172,13 @@ def _db():
 
 
 def _run(fn):
+    from grader_api.cli.safe_text import for_terminal
     from grader_api.errors import ApiError
 
     try:
         return fn()
     except ApiError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
+        typer.echo(f"error: {for_terminal(exc.detail)}", err=True)
         raise typer.Exit(1) from None
 
 

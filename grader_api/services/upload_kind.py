@@ -5,37 +5,68 @@ Model files: a zip whose entries include pickled TorchScript/torch.save records
 file (8-byte little-endian header length, then a JSON object); a legacy torch.save pickle.
 Everything else (CSV text, `.npy`, `.npz` — a zip of `.npy` entries) is a predictions file,
 and the scoring parsers decide whether it is a valid one.
+
+A zip's directory is read entry by entry after its end record has been checked against the
+same bounds the worker applies, so an archive listing millions of entries is refused from its
+last few kilobytes.
 """
 
 from __future__ import annotations
 
 import struct
-import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
+from grader_api.errors import ApiError
 from grader_api.models import SubmissionKind
+from scoring.parsers.codes import ErrorCode
+from scoring.parsers.zipdir import (
+    ZipDirectoryError,
+    ZipDirectoryTooLarge,
+    iter_zip_entries,
+)
+from worker.model_formats import (
+    MAX_ZIP_DIRECTORY_BYTES,
+    MAX_ZIP_ENTRIES,
+    sniff_model_format,
+)
+from worker.sandbox.errors import ModelRejected
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MODEL_ZIP_ENTRIES = ("data.pkl", "constants.pkl", "archive_format")
 
 
 def detect_upload_kind(path: Path) -> SubmissionKind:
+    """MODEL or PREDICTIONS; ApiError 422 for a zip whose directory is too large to inspect."""
     with open(path, "rb") as f:
         head = f.read(16)
-    if head.startswith(_ZIP_MAGIC):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError):
-            return SubmissionKind.PREDICTIONS  # the parser reports a corrupt archive
-        if any(n.rsplit("/", 1)[-1] in _MODEL_ZIP_ENTRIES for n in names):
-            return SubmissionKind.MODEL
-        return SubmissionKind.PREDICTIONS
+        if head.startswith(_ZIP_MAGIC):
+            return _zip_kind(f)
     if _is_safetensors(head, path):
         return SubmissionKind.MODEL
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return SubmissionKind.MODEL  # a pickle stream: legacy torch.save (loaded weights_only)
     return SubmissionKind.PREDICTIONS
+
+
+def check_model_upload(path: Path) -> None:
+    """Refuse now, with 422, a model file the worker would refuse before running it."""
+    try:
+        sniff_model_format(path)
+    except ModelRejected as exc:
+        raise ApiError(422, f"model rejected: {exc}", "model_rejected") from None
+
+
+def _zip_kind(f: BinaryIO) -> SubmissionKind:
+    try:
+        entries = iter_zip_entries(f, max_entries=MAX_ZIP_ENTRIES, max_directory_bytes=MAX_ZIP_DIRECTORY_BYTES)
+        is_model = any(e.name.rsplit("/", 1)[-1] in _MODEL_ZIP_ENTRIES for e in entries)
+    except ZipDirectoryTooLarge as exc:
+        raise ApiError(422, f"{exc}: a model archive or an .npz of predictions lists far fewer",
+                       ErrorCode.ARCHIVE_TOO_LARGE.value) from None
+    except (ZipDirectoryError, OSError):
+        return SubmissionKind.PREDICTIONS  # the parser reports a corrupt archive
+    return SubmissionKind.MODEL if is_model else SubmissionKind.PREDICTIONS
 
 
 def _is_safetensors(head: bytes, path: Path) -> bool:

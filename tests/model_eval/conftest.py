@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from worker.sandbox.isolation import detect_mode
+from worker.sandbox.isolation import sandbox_status
 
 
 @pytest.fixture(scope="session", autouse=True)
 def sandbox_mode() -> str:
-    mode = detect_mode()
-    if mode == "none":
-        pytest.skip("no sandbox on this machine (needs bubblewrap, or root for the fallback)")
-    return mode
+    status = sandbox_status()
+    if status.mode == "none":
+        pytest.skip(f"no sandbox on this machine: {status.reason}")
+    return status.mode

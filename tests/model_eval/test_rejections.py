@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import pickle
 
 import numpy as np
 import pytest
@@ -12,7 +11,15 @@ import torch
 import reference_models
 from worker.model_eval import ModelRejected, evaluate_model_file
 
-from .helpers import images, make_task, malicious_pickle, replace_zip_entry, save_state_dict, save_torchscript
+from .helpers import (
+    images,
+    make_task,
+    malicious_pickle,
+    replace_zip_entry,
+    save_state_dict,
+    save_torchscript,
+)
+from .hostile_archives import hostile_exported_programs
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:FutureWarning")
 
@@ -53,6 +60,17 @@ def test_torchscript_with_pickle_payload_in_constants(tmp_path, x):
     assert not marker.exists()
 
 
+def test_exported_program_with_pickled_weights_is_refused_before_loading(tmp_path, x):
+    """torch.export.load would torch.load(weights_only=False) a weight marked use_pickle."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt2"
+    path.write_bytes(hostile_exported_programs(marker)["pickled weight"])
+    with pytest.raises(ModelRejected, match=r"^exported program refused: weight 'fc\.weight' is stored as a "
+                                            r"pickle \(use_pickle\).*plain torch\.Tensor"):
+        evaluate_model_file(path, make_task(reference_model=None), x)
+    assert not marker.exists()
+
+
 def test_state_dict_keys_and_shapes_are_named(tmp_path, x):
     sd = reference_models.get("fashion_basenet", 7).state_dict()     # 7 classes: wrong head
     sd.pop("conv1.weight")
@@ -76,7 +94,8 @@ def test_whole_model_pickle_is_refused(tmp_path, x):
 def test_wrong_output_shape(tmp_path):
     x = images(100, 1, 28, 28)
     path = save_torchscript(reference_models.get("fashion_basenet", 7), tmp_path / "m.pt")
-    with pytest.raises(ModelRejected, match=r"^output shape \(100, 7\) does not fit task fashion_mnist: expected \(N, 10\)"):
+    with pytest.raises(ModelRejected,
+                       match=r"^output shape \(100, 7\) does not fit task fashion_mnist: expected \(N, 10\)"):
         evaluate_model_file(path, make_task(reference_model=None), x)
 
 

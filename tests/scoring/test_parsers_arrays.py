@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import struct
+import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from scoring.errors import PredictionFormatError
 from scoring.parsers import ErrorCode, parse_predictions, sniff_format
 from scoring.splits import load_split, write_split
 from scoring.tasks import parse_task
+from scoring.types import Split
+from tests.scoring.test_zipdir import many_entries_zip
 
 CLS = parse_task({"name": "pets", "kind": "classification", "classes": ["cat", "dog", "bird"],
                   "metric": "accuracy", "split": "pets"}, "t")
@@ -200,3 +205,124 @@ def test_multilabel_arrays(tmp_path):
     assert p.scores.dtype == np.uint8
     err = error(npy(np.zeros(3, dtype=np.int64)), ML, split)
     assert err.code == ErrorCode.WRONG_SHAPE
+
+
+# --- hostile .npz files: bounded before decompression, checked while reading --------------
+
+SEG_BIG = parse_task({"name": "seg6", "kind": "segmentation", "classes": [f"c{i}" for i in range(6)],
+                      "metric": "mean_iou", "ap": "voc", "split": "seg6", "image_size": [224, 224],
+                      "scores": "probabilities"}, "t")
+
+
+@pytest.fixture(scope="module")
+def seg_big_split(tmp_path_factory):
+    """1,000 items: scores of shape (1000, 6, 224, 224), 1.2 GB as float32 (labels unused here)."""
+    n = 1000
+    return Split(root=tmp_path_factory.mktemp("seg6"), labels=np.zeros((n, 1, 1), dtype=np.uint8),
+                 ids=[str(i) for i in range(n)], public_mask=np.zeros(n, dtype=bool))
+
+
+def _one_member_zip(name: str, compressed: bytes, size: int, crc: int) -> bytes:
+    raw = name.encode()
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(compressed), size, len(raw), 0)
+    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(compressed), size,
+                          len(raw), 0, 0, 0, 0, 0, 0)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central) + len(raw),
+                      len(local) + len(raw) + len(compressed), 0)
+    return local + raw + compressed + central + raw + end
+
+
+def deflate_bomb_npz(shape: tuple[int, ...], dtype, last: bytes = b"") -> bytes:
+    """What np.savez_compressed makes of zeros of `shape` (ending in the bytes `last`): about a
+    thousandth of the array's size. Built from one compressed block of zeros repeated, which a
+    full flush makes self-contained, so a gigabyte takes a fraction of a second."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": shape})
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    chunk = 1 << 24
+    full, rest = divmod(nbytes - len(last), chunk)
+
+    def deflated(data: bytes, final: bool = False) -> bytes:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return c.compress(data) + c.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
+
+    zeros = bytes(chunk)
+    block = deflated(zeros)
+    stream = deflated(header.getvalue()) + block * full + deflated(bytes(rest) + last, final=True)
+    crc = zlib.crc32(header.getvalue())
+    for _ in range(full):
+        crc = zlib.crc32(zeros, crc)
+    crc = zlib.crc32(bytes(rest) + last, crc)
+    return _one_member_zip("scores.npy", stream, len(header.getvalue()) + nbytes, crc)
+
+
+def _peak_bytes_of(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("last", [b"", np.array([np.nan], dtype=np.float32).tobytes()],
+                         ids=["zeros", "zeros then NaN"])
+def test_small_npz_expanding_to_a_gigabyte_is_refused_in_bounded_memory(seg_big_split, last):
+    data = deflate_bomb_npz((1000, 6, 224, 224), np.float32, last)
+    assert len(data) < 2_000_000
+
+    def parse():
+        err = error(data, SEG_BIG, seg_big_split)
+        assert err.code == ErrorCode.TOO_COMPRESSED
+        assert "expands from" in str(err) and "np.savez_compressed" in str(err)
+
+    assert _peak_bytes_of(parse) < 8 << 20     # before: the whole 1.2 GB member was read
+
+
+def test_npz_with_too_many_entries_is_refused_in_bounded_memory(cls_split):
+    data = many_entries_zip(150_000, root="")
+
+    def parse():
+        err = error(data, CLS, cls_split)
+        assert err.code == ErrorCode.ARCHIVE_TOO_LARGE and "lists 150,000 entries" in str(err)
+
+    assert _peak_bytes_of(parse) < 2 << 20
+
+
+def test_npz_values_are_checked_as_they_are_read(cls_split, seg_split):
+    s = np.zeros((4, 3))
+    s[2, 1] = np.nan
+    err = error(npz(scores=s), CLS, cls_split)
+    assert err.code == ErrorCode.NOT_FINITE and "element [2, 1]" in str(err)
+    err = error(npz(scores=np.asfortranarray(s)), CLS, cls_split)
+    assert err.code == ErrorCode.NOT_FINITE and "element [2, 1]" in str(err)
+    g = np.zeros((2, 3, 4, 5), dtype=">f4")
+    g[1, 2, 3, 4] = 1.5
+    err = error(npz(scores=g), SEG, seg_split)
+    assert err.code == ErrorCode.OUT_OF_RANGE and "element [1, 2, 3, 4]" in str(err)
+    ok = np.random.default_rng(3).random((4, 3))
+    p = parse_predictions(npz(scores=np.asfortranarray(ok).astype(">f8")), CLS, cls_split)
+    assert np.array_equal(p.scores, ok) and p.scores.dtype == np.float64
+
+
+def test_npz_member_shorter_than_its_header(cls_split):
+    member = npy(np.zeros((4, 3)))[:-8]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("scores.npy", member)
+    err = error(buf.getvalue(), CLS, cls_split)
+    assert err.code == ErrorCode.BAD_ARRAY and "truncated: 88 of 96 data bytes" in str(err)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA], ids=["bzip2", "lzma"])
+def test_npz_member_with_an_unbounded_decompressor_is_refused(cls_split, method):
+    """zipfile's bzip2 and LZMA readers decompress a whole input chunk before trimming to the
+    declared size: a member declaring an honest 4 x 3 array but holding a stream of hundreds of
+    MB was read (and accepted) with memory far beyond its declared size."""
+    s = np.random.default_rng(0).random((4, 3))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as z:
+        z.writestr("scores.npy", npy(s))
+    e = error(buf.getvalue(), CLS, cls_split)
+    assert f"zip method {method}" in str(e) and "np.savez" in str(e)

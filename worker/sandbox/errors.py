@@ -7,5 +7,13 @@ class ModelRejected(Exception):
     """The submission failed for a reason the student can act on; `str()` is that reason."""
 
 
+class ModelLimitExceeded(ModelRejected):
+    """The run was stopped by a resource limit; `limit` says which (time, memory, cpu, output)."""
+
+    def __init__(self, reason: str, limit: str):
+        super().__init__(reason)
+        self.limit = limit
+
+
 class SandboxUnavailable(RuntimeError):
     """This machine cannot run a sandbox (an operator problem, not the student's)."""

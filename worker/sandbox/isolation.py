@@ -1,14 +1,17 @@
 """How a sandbox process is launched on this machine: the command line and its environment.
 
-Modes, best first (chosen once per worker process by `detect_mode`):
+Modes (chosen once per worker process by `sandbox_status`, from the setting `sandbox_mode`):
 
-- "bwrap":   bubblewrap with new pid/net/ipc/uts/mount namespaces, a read-only view of the
-             Python install, the venv and the guest code, the job's inputs read-only, its output
-             dir writable, tmpfs /tmp. As root, bwrap runs privileged (no user namespace) and
-             drops to `nobody` with setpriv inside; otherwise it uses an unprivileged user namespace.
-- "fallback": root without bubblewrap: `unshare --net --ipc --uts` (no network at all) and setpriv
-             to `nobody`; no mount or pid namespace (see docs/models.md for what that gives up).
-- "none":    neither: model files are refused (SandboxUnavailable) rather than run unconfined.
+- "bwrap":   (`auto`) bubblewrap with new pid/net/ipc/uts/mount namespaces, a read-only view of
+             the Python install, the venv and the guest code, the job's inputs read-only, its
+             output dir a size-limited tmpfs, tmpfs /tmp. As root, bwrap runs privileged (no user
+             namespace) and drops to `nobody` with setpriv inside; otherwise it uses an
+             unprivileged user namespace.
+- "fallback": (`fallback`, only when configured: never picked on its own) root without bubblewrap:
+             `unshare --net --ipc --uts` (no network at all) and setpriv to `nobody`; no mount or
+             pid namespace (see docs/models.md for what that gives up).
+- "none":    the configured mode cannot work here: model files are refused (SandboxUnavailable,
+             with the reason) rather than run with less confinement than configured.
 
 All modes add, inside the guest before any upload is read: rlimits, a seccomp filter
 (no sockets, no setsid/setpgid, no new namespaces, no ptrace), the parent-death signal.
@@ -24,12 +27,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.sandbox.limits import SandboxLimits
+
 NOBODY_UID = 65534
 NOBODY_GID = 65534
 GUEST_ROOT = Path("/sandbox")            # inside bwrap: code/, in/, out/
 _GUEST_DIR = Path(__file__).resolve().parent / "guest"
 _REFERENCE_MODELS_DIR = Path(__file__).resolve().parents[2] / "reference_models"
 _TMPFS_BYTES = 256 * 1024 * 1024         # /tmp inside bwrap is RAM: keep it small
+# The output tmpfs is this much larger than the output limit, so that going over the limit is
+# seen (and reported as such) before the guest meets "no space left".
+_OUTPUT_TMPFS_SLACK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,11 @@ class JobDirs:
         root = Path(tempfile.mkdtemp(prefix="job-", dir=parent))
         os.chmod(root, 0o711)                 # traversable, not listable
         inputs, outputs = root / "in", root / "out"
-        inputs.mkdir(mode=0o755)
-        outputs.mkdir(mode=0o700)
+        # Explicit modes: the service runs with umask 077, and the guest's uid must read its inputs.
+        inputs.mkdir()
+        os.chmod(inputs, 0o755)
+        outputs.mkdir()
+        os.chmod(outputs, 0o700)
         if os.geteuid() == 0:
             os.chown(outputs, NOBODY_UID, NOBODY_GID)
         return cls(root, inputs, outputs)
@@ -70,39 +81,74 @@ class Launch:
     guest: GuestPaths
 
 
-def _run_quiet(argv: list[str]) -> bool:
+def _probe(argv: list[str]) -> str | None:
+    """None when `argv` succeeds, else what went wrong (its last line of stderr)."""
     try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=30).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as err:
+        return str(err)
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    return (lines[-1][:300] if lines else "") or f"exit status {done.returncode}"
 
 
-_skip_bwrap = False
+@dataclass(frozen=True)
+class SandboxStatus:
+    mode: str           # "bwrap", "fallback" or "none"
+    reason: str         # for operators: what this mode is, or why models cannot run
+
+
+_fallback_configured = False
 
 
 def prefer_fallback(skip_bwrap: bool) -> None:
-    """Skip bubblewrap (settings `sandbox_mode=fallback`, to exercise the fallback; it never upgrades)."""
-    global _skip_bwrap
-    if skip_bwrap != _skip_bwrap:
-        _skip_bwrap = skip_bwrap
-        detect_mode.cache_clear()
+    """Whether the fallback was configured (settings `sandbox_mode=fallback`); `auto` never picks it."""
+    global _fallback_configured
+    if skip_bwrap != _fallback_configured:
+        _fallback_configured = skip_bwrap
+        sandbox_status.cache_clear()
 
 
 @functools.cache
+def sandbox_status() -> SandboxStatus:
+    """The mode this worker process runs models in, and why; probed once (a few ms)."""
+    return _probe_fallback() if _fallback_configured else _probe_bwrap()
+
+
 def detect_mode() -> str:
-    """'bwrap', 'fallback' or 'none' for this machine; probed once (a few ms)."""
-    root = os.geteuid() == 0
+    """'bwrap', 'fallback' or 'none' (see sandbox_status)."""
+    return sandbox_status().mode
+
+
+def _probe_bwrap() -> SandboxStatus:
     bwrap = shutil.which("bwrap")
-    if bwrap and not _skip_bwrap:
-        probe = [bwrap, *_namespace_flags(root), "--ro-bind", "/", "/", "--proc", "/proc",
-                 "--dev", "/dev", "true"]
-        if _run_quiet(probe):
-            return "bwrap"
-    if root and shutil.which("unshare") and shutil.which("setpriv"):
-        if _run_quiet(["unshare", "--net", "--ipc", "--uts", "true"]):
-            return "fallback"
-    return "none"
+    if bwrap is None:
+        return SandboxStatus("none", "bubblewrap (bwrap) is not installed; install it "
+                                     "(HELDOUT_SANDBOX_MODE=fallback is a weaker choice for root, see docs/models.md)")
+    root = os.geteuid() == 0
+    failure = _probe([bwrap, *_namespace_flags(root), "--ro-bind", "/", "/", "--proc", "/proc",
+                      "--dev", "/dev", "true"])
+    if failure is not None:
+        return SandboxStatus("none", f"bubblewrap cannot create its namespaces here ({failure}); allow "
+                                     "user namespaces, or in Docker see Dockerfile.gpu; "
+                                     "HELDOUT_SANDBOX_MODE=fallback is a weaker choice for root, see docs/models.md")
+    who = "as root, models run as nobody" if root else "in a user namespace"
+    return SandboxStatus("bwrap", f"bubblewrap {who}")
+
+
+def _probe_fallback() -> SandboxStatus:
+    if os.geteuid() != 0:
+        return SandboxStatus("none", "HELDOUT_SANDBOX_MODE=fallback needs the worker to run as root")
+    missing = [tool for tool in ("unshare", "setpriv") if shutil.which(tool) is None]
+    if missing:
+        return SandboxStatus("none", f"HELDOUT_SANDBOX_MODE=fallback needs {' and '.join(missing)} (util-linux)")
+    failure = _probe(["unshare", "--net", "--ipc", "--uts", "true"])
+    if failure is not None:
+        return SandboxStatus("none", f"HELDOUT_SANDBOX_MODE=fallback: unshare failed ({failure})")
+    return SandboxStatus("fallback", "HELDOUT_SANDBOX_MODE=fallback: unshare + setpriv to nobody, "
+                                     "no mount or pid namespace (see docs/models.md)")
 
 
 def _namespace_flags(root: bool) -> list[str]:
@@ -147,6 +193,9 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(p), str(p)]
         elif p.is_dir():
             args += ["--ro-bind", str(p), str(p)]
+    # bwrap would create /etc 0700 for these binds: the guest (nobody) needs ld.so.cache to find
+    # libseccomp by name.
+    args += ["--perms", "0755", "--dir", "/etc"]
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"):
         args += ["--ro-bind-try", f, f]
     return args
@@ -185,7 +234,8 @@ def _python_argv(code_dir: Path) -> list[str]:
     return [sys.executable, "-I", "-B", "-c", bootstrap]
 
 
-def _setpriv_argv() -> list[str]:
+def setpriv_argv() -> list[str]:
+    """The command prefix that drops root to the guest's user (nobody), as the fallback does."""
     return ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
@@ -194,14 +244,15 @@ def fallback_code_dir(runtime: Path) -> Path:
     """A directory holding just the guest package and reference_models (as symlinks)."""
     code = runtime / "code"
     if not code.exists():
-        code.mkdir(mode=0o755)
+        code.mkdir()
+        os.chmod(code, 0o755)                 # explicit: the service's umask is 077
         (code / "heldout_guest").symlink_to(_GUEST_DIR)
         (code / "reference_models").symlink_to(_REFERENCE_MODELS_DIR)
     return code
 
 
-def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int,
-                 cuda_visible: str, gpu_physical: str | None) -> Launch:
+def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int, cuda_visible: str,
+                 gpu_physical: str | None, *, output_bytes: int = SandboxLimits.max_file_bytes) -> Launch:
     env = guest_env(threads, cuda_visible)
     root = os.geteuid() == 0
     if mode == "bwrap":
@@ -221,18 +272,20 @@ def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int,
             argv += _ro_bind_with_parents(tree, tree, made)
         argv += _ro_bind_with_parents(_GUEST_DIR, guest.code / "heldout_guest", made)
         argv += _ro_bind_with_parents(_REFERENCE_MODELS_DIR, guest.code / "reference_models", made)
+        # The output dir is a tmpfs of its own, not a bind of a host directory: what the guest
+        # writes is bounded by its size whatever the watchdog sees, and never reaches the disk.
         argv += ["--ro-bind", str(dirs.inputs), str(guest.inputs),
-                 "--bind", str(dirs.outputs), str(guest.outputs),
+                 "--perms", "1777", "--size", str(output_bytes + _OUTPUT_TMPFS_SLACK),
+                 "--tmpfs", str(guest.outputs),
                  *_gpu_binds(gpu_physical), "--chdir", "/tmp"]
         if root:
-            argv += _setpriv_argv()
+            argv += setpriv_argv()
         argv += _python_argv(guest.code)
         return Launch(argv, {"PATH": "/usr/bin:/bin"}, guest)
     if mode == "fallback":
         guest = GuestPaths(fallback_code_dir(runtime), dirs.inputs, dirs.outputs)
-        argv = ["unshare", "--net", "--ipc", "--uts", "--", *_setpriv_argv(), *_python_argv(guest.code)]
+        argv = ["unshare", "--net", "--ipc", "--uts", "--", *setpriv_argv(), *_python_argv(guest.code)]
         return Launch(argv, env, guest)
     from worker.sandbox.errors import SandboxUnavailable
 
-    raise SandboxUnavailable(
-        "no sandbox available: install bubblewrap with user namespaces enabled, or run the worker as root")
+    raise SandboxUnavailable(f"model files cannot be evaluated on this worker: {sandbox_status().reason}")

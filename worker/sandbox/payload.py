@@ -6,8 +6,7 @@ rlimits, seccomp filter and output redirection as a model does. `OUT` is its out
 
 from __future__ import annotations
 
-import os
-
+from worker.sandbox.errors import ModelRejected
 from worker.sandbox.limits import SandboxLimits
 from worker.sandbox.pool import get_pool
 from worker.sandbox.process import Outcome
@@ -18,15 +17,18 @@ def run_payload(code: str, limits: SandboxLimits | None = None) -> tuple[Outcome
     limits = limits or SandboxLimits(wall_time_s=30)
     pool = get_pool()
     threads = limits.threads or 1
-    box = pool.take("cpu", threads)
+    box = pool.take("cpu", threads, limits.max_file_bytes)
     try:
         outcome = box.run({"python": code}, limits)
         files = {}
-        for entry in os.scandir(box.dirs.outputs):
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_size <= 1 << 20:
-                with open(entry.path, "rb") as f:
-                    files[entry.name] = f.read()
+        for name in box.output_names():
+            try:
+                data = box.read_output(name, 1 << 20)
+            except ModelRejected:
+                continue              # replaced or grown since it was listed, or too big
+            if data is not None:
+                files[name] = data
     finally:
         box.close()
-        pool.refill("cpu", threads)
+        pool.refill("cpu", threads, limits.max_file_bytes)
     return outcome, files

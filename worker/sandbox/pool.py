@@ -14,10 +14,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from worker.sandbox.errors import SandboxUnavailable
 from worker.sandbox.inputs import InputCache
-from worker.sandbox.isolation import detect_mode, prefer_fallback
+from worker.sandbox.isolation import prefer_fallback, sandbox_status
 from worker.sandbox.process import SandboxProcess
-
 
 _DIR_PREFIX = "heldout-sandbox-"
 
@@ -48,36 +48,48 @@ def remove_dead_pools(parent: Path) -> list[Path]:
     return removed
 
 
+def runtime_parent(base_dir: Path | None) -> Path:
+    """Where the pools' runtime directories live (the setting `sandbox_dir`, else the system temp)."""
+    return Path(tempfile.gettempdir()) if base_dir is None else Path(base_dir)
+
+
 class SandboxPool:
     def __init__(self, base_dir: Path | None = None, warm_spare: bool = True):
-        self.mode = detect_mode()
-        parent = Path(tempfile.gettempdir()) if base_dir is None else Path(base_dir)
+        status = sandbox_status()
+        self.mode, self.mode_reason = status.mode, status.reason
+        parent = runtime_parent(base_dir)
         remove_dead_pools(parent)
         self.dir = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-", dir=parent))
         os.chmod(self.dir, 0o711)
         self.inputs = InputCache(self.dir / "inputs")
         self.warm_spare = warm_spare
-        self._spares: dict[tuple[str, int], SandboxProcess] = {}
+        self._spares: dict[tuple[str, int, int], SandboxProcess] = {}
         self._lock = threading.Lock()
 
-    def take(self, device: str, threads: int) -> SandboxProcess:
-        """A started sandbox for one job: the warm spare if there is a live one, else a new one."""
+    def take(self, device: str, threads: int, output_bytes: int) -> SandboxProcess:
+        """A started sandbox for one job: the warm spare if there is a live one, else a new one.
+
+        `output_bytes`: what the job may write to its output directory (SandboxLimits.max_file_bytes).
+        """
+        if self.mode == "none":
+            raise SandboxUnavailable(f"model files cannot be evaluated on this worker: {self.mode_reason}")
         with self._lock:
-            spare = self._spares.pop((device, threads), None)
+            spare = self._spares.pop((device, threads, output_bytes), None)
         if spare is not None and spare.alive:
             return spare
         if spare is not None:
             spare.close()
-        return SandboxProcess(self.dir, self.mode, threads, device)
+        return SandboxProcess(self.dir, self.mode, threads, device, output_bytes)
 
-    def refill(self, device: str, threads: int) -> None:
+    def refill(self, device: str, threads: int, output_bytes: int) -> None:
         """Start the next job's sandbox now (non-blocking: it imports in the background)."""
-        if not self.warm_spare:
+        if not self.warm_spare or self.mode == "none":
             return
+        key = (device, threads, output_bytes)
         with self._lock:
-            if (device, threads) in self._spares:
+            if key in self._spares:
                 return
-            self._spares[(device, threads)] = SandboxProcess(self.dir, self.mode, threads, device)
+            self._spares[key] = SandboxProcess(self.dir, self.mode, threads, device, output_bytes)
 
     def wait_warm(self, timeout: float = 120.0) -> None:
         """Block until every spare has finished importing (benchmarks, tests)."""

@@ -15,14 +15,15 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from worker.sandbox import proctree
-from worker.sandbox.errors import SandboxUnavailable
-from worker.sandbox.isolation import JobDirs, NOBODY_UID, build_launch
+from worker.sandbox import outputs, proctree
+from worker.sandbox.errors import ModelRejected, SandboxUnavailable
+from worker.sandbox.isolation import NOBODY_UID, JobDirs, build_launch
 from worker.sandbox.limits import SandboxLimits, format_bytes
 
 _RESULT_MAX_BYTES = 1 << 20
-_MAX_OUTPUT_FILES = 64
+_MAX_OUTPUT_FILES = 64    # files and directories at any depth of the output directory
 _POLL_S = 0.1            # watchdog period for the first seconds; RLIMIT_DATA catches faster growth on CPU
 _POLL_SLOW_S = 0.25      # afterwards: each poll reads /proc (~1–5 ms), keep it off the CPUs we measure
 
@@ -31,6 +32,7 @@ _POLL_SLOW_S = 0.25      # afterwards: each poll reads /proc (~1–5 ms), keep i
 class Outcome:
     ok: bool
     reason: str | None                 # student-facing reason when not ok
+    limit: str | None = None           # the resource limit that stopped it: time, memory, cpu, output
     result: dict = field(default_factory=dict)
     returncode: int | None = None
     peak_tree_memory: int = 0
@@ -47,6 +49,10 @@ def cuda_assignment(device: str) -> tuple[str, str | None, str]:
     return physical, physical, "cuda:0"
 
 
+# Signals the kernel sends when a limit set on the guest is hit (SIGKILL: CPU hard limit or OOM).
+_LIMIT_SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "output", signal.SIGKILL: "memory"}
+
+
 def _signal_reason(sig: int, limits: SandboxLimits, cpu_s: float) -> str:
     if sig == signal.SIGXCPU:
         return f"used more than {cpu_s:g} s of CPU time"
@@ -60,11 +66,15 @@ def _signal_reason(sig: int, limits: SandboxLimits, cpu_s: float) -> str:
 
 
 class SandboxProcess:
-    def __init__(self, runtime_dir: Path, mode: str, threads: int, device: str):
+    def __init__(self, runtime_dir: Path, mode: str, threads: int, device: str, output_bytes: int):
+        """`output_bytes`: what the guest may write to its output directory in all (under
+        bubblewrap also the size of the tmpfs that directory is, so it holds by construction)."""
         self.mode, self.threads, self.device = mode, threads, device
+        self.output_bytes = output_bytes
         self.dirs = JobDirs.create(runtime_dir)
         cuda_visible, physical, self.guest_device = cuda_assignment(device)
-        self.launch = build_launch(mode, self.dirs, runtime_dir, threads, cuda_visible, physical)
+        self.launch = build_launch(mode, self.dirs, runtime_dir, threads, cuda_visible, physical,
+                                   output_bytes=output_bytes)
         self._boot_log = self.dirs.root / "boot.log"
         with open(self._boot_log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -77,6 +87,11 @@ class SandboxProcess:
         self._ns_fd: int | None = None       # keeps that namespace's inode number from being reused
         self.leftover: list[int] | None = None   # processes still found after close() (should be [])
         self._pgid: int | None = self.proc.pid   # its process group (fallback: setsid is refused)
+        # The guest's output directory, read only through this descriptor (see outputs.py).
+        # Under bubblewrap it is a tmpfs inside the sandbox, reached once the guest is up.
+        self._out_fd: int | None = None
+        if mode != "bwrap":
+            self._out_fd = os.open(self.dirs.outputs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     @property
     def alive(self) -> bool:
@@ -104,6 +119,10 @@ class SandboxProcess:
                 self.close()
                 raise SandboxUnavailable(f"sandbox failed to start (exit {rc}): {tail}")
             buf += chunk
+        if buf.startswith(b"unavailable:"):
+            self.close()
+            reason = buf.decode(errors="replace").strip()[len("unavailable:"):].strip()
+            raise SandboxUnavailable(f"the sandbox cannot confine models: {reason[:1000]}")
         if buf.strip() != b"ready":
             self.close()
             raise SandboxUnavailable(f"sandbox said {buf[:100]!r} instead of ready")
@@ -119,7 +138,23 @@ class SandboxProcess:
                 except OSError:
                     continue
                 self._pid_ns = os.fstat(self._ns_fd).st_ino
+                if self.mode == "bwrap":
+                    self._open_guest_outputs(pid)
                 break
+        if self._out_fd is None:
+            self.close()
+            raise SandboxUnavailable("the sandbox's output directory could not be found")
+
+    def _open_guest_outputs(self, pid: int) -> None:
+        # Opened while only the guest's own code has run (the upload is not read yet). The open
+        # descriptor keeps the tmpfs readable after the sandbox and its mount namespace are gone,
+        # and the tmpfs is freed when it is closed.
+        path = f"/proc/{pid}/root{self.launch.guest.outputs}"
+        try:
+            self._out_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as err:
+            self.close()
+            raise SandboxUnavailable(f"cannot open the sandbox's output directory: {err}") from None
 
     def _members(self) -> list[int]:
         return sorted(set(proctree.members(self._pid_ns, self._pgid)) | set(proctree.descendants(self.proc.pid)))
@@ -146,15 +181,15 @@ class SandboxProcess:
         uid = NOBODY_UID if os.geteuid() == 0 else os.geteuid()
         return proctree.count_tasks_of_uid(uid) + limits.max_processes
 
-    def _output_too_big(self, limit: int) -> bool:
-        total = count = 0
-        for entry in os.scandir(self.dirs.outputs):
-            count += 1
-            try:
-                total += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                pass
-        return total > limit or count > _MAX_OUTPUT_FILES
+    def _output_breach(self, limit: int) -> str | None:
+        """The reason when the output tree, at any depth, is over its limits."""
+        assert self._out_fd is not None
+        used = outputs.usage(self._out_fd, _MAX_OUTPUT_FILES)
+        if used.bytes > limit:
+            return f"wrote more than {format_bytes(limit)} to its output directory"
+        if used.entries > _MAX_OUTPUT_FILES:
+            return f"created more than {_MAX_OUTPUT_FILES} files in its output directory"
+        return None
 
     def run(self, job: dict, limits: SandboxLimits) -> Outcome:
         """Send `job` (paths as the guest sees them), enforce limits, return what happened."""
@@ -171,38 +206,49 @@ class SandboxProcess:
             self.proc.stdin.close()
         except BrokenPipeError:
             pass
-        reason, peak = self._watch(t0, limits)
+        reason, limit, peak = self._watch(t0, limits)
         rc = self.proc.returncode
         self._terminate()                       # stragglers: forked children, orphans
-        outcome = Outcome(ok=False, reason=reason, returncode=rc, peak_tree_memory=peak,
+        outcome = Outcome(ok=False, reason=reason, limit=limit, returncode=rc, peak_tree_memory=peak,
                           wall_s=time.monotonic() - t0)
         if reason is not None:
             return outcome
-        outcome.result = self._read_result()
+        try:
+            # Also after a clean exit: a guest may fill its output faster than the watchdog polls.
+            outcome.reason = self._output_breach(limits.max_file_bytes)
+            if outcome.reason is not None:
+                outcome.limit = "output"
+                return outcome
+            outcome.result = self._read_result()
+        except ModelRejected as exc:
+            outcome.reason = str(exc)
+            return outcome
+        if outcome.result.get("kind") == "unconfined":
+            raise SandboxUnavailable(str(outcome.result.get("message"))[:1000])
         if outcome.result.get("ok") is True and rc == 0:
             outcome.ok = True
             return outcome
         sig = -rc if rc is not None and rc < 0 else (rc - 128 if rc is not None and rc > 128 else 0)
         if not outcome.result and sig:
-            outcome.reason = _signal_reason(sig, limits, cpu_s)
+            outcome.reason, outcome.limit = _signal_reason(sig, limits, cpu_s), _LIMIT_SIGNALS.get(sig)
         elif outcome.result.get("kind") == "memory":
-            outcome.reason = f"exceeded {format_bytes(limits.memory_bytes)} of memory"
+            outcome.reason, outcome.limit = f"exceeded {format_bytes(limits.memory_bytes)} of memory", "memory"
         elif outcome.result.get("message"):
             outcome.reason = str(outcome.result["message"])[:1000]
         else:
             outcome.reason = f"the model process exited with status {rc} without a result"
         return outcome
 
-    def _watch(self, t0: float, limits: SandboxLimits) -> tuple[str | None, int]:
+    def _watch(self, t0: float, limits: SandboxLimits) -> tuple[str | None, str | None, int]:
         deadline = t0 + limits.wall_time_s
         peak = 0
         while True:
             try:
                 self.proc.wait(timeout=_POLL_S if time.monotonic() - t0 < 2.0 else _POLL_SLOW_S)
-                return None, peak
+                return None, None, peak
             except subprocess.TimeoutExpired:
                 pass
-            reason = None
+            reason = limit = None
             # Under a pid namespace orphans are re-parented to its init, so the tree is complete;
             # without one, the process group (which seccomp keeps them in) is.
             pids = (proctree.descendants(self.proc.pid) if self._pid_ns is not None
@@ -210,28 +256,42 @@ class SandboxProcess:
             mem = proctree.anon_memory_bytes(pids)
             peak = max(peak, mem)
             if time.monotonic() >= deadline:
-                reason = f"timed out after {limits.wall_time_s:g} s"
+                reason, limit = f"timed out after {limits.wall_time_s:g} s", "time"
             elif mem > limits.memory_bytes:
-                reason = f"exceeded {format_bytes(limits.memory_bytes)} of memory"
-            elif self._output_too_big(limits.max_file_bytes):
-                reason = f"wrote more than {format_bytes(limits.max_file_bytes)} or too many files"
+                reason, limit = f"exceeded {format_bytes(limits.memory_bytes)} of memory", "memory"
+            elif (reason := self._output_breach(limits.max_file_bytes)) is not None:
+                limit = "output"
             if reason is not None:
                 self._terminate()
                 self.proc.wait()
-                return reason, peak
+                return reason, limit, peak
 
     def _read_result(self) -> dict:
-        path = self.dirs.outputs / "result.json"
-        try:
-            if path.is_symlink() or path.stat().st_size > _RESULT_MAX_BYTES:
-                return {}
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        """The guest's result.json ({} when missing or not JSON); ModelRejected when it is not a
+        regular file of at most 1 MiB."""
+        data = self.read_output("result.json", _RESULT_MAX_BYTES)
+        if data is None:
             return {}
-        return data if isinstance(data, dict) else {}
+        try:
+            result = json.loads(data)
+        except (ValueError, RecursionError):  # nested thousands deep: as unreadable as bad JSON
+            return {}
+        return result if isinstance(result, dict) else {}
 
-    def output_file(self, name: str) -> Path:
-        return self.dirs.outputs / name
+    def read_output(self, name: str, max_bytes: int) -> bytes | None:
+        """A file the guest wrote (None if absent); ModelRejected if not a regular file or too big."""
+        assert self._out_fd is not None
+        return outputs.read_output(self._out_fd, name, max_bytes)
+
+    def open_output(self, name: str, max_bytes: int) -> BinaryIO | None:
+        """Like read_output, as an open file (for large outputs such as the scores)."""
+        assert self._out_fd is not None
+        return outputs.open_output(self._out_fd, name, max_bytes)
+
+    def output_names(self) -> list[str]:
+        """The regular files at the top of the guest's output directory."""
+        assert self._out_fd is not None
+        return outputs.regular_files(self._out_fd)
 
     def close(self) -> None:
         """Kill whatever is left and delete the private directory."""
@@ -242,6 +302,9 @@ class SandboxProcess:
             os.close(self._ns_fd)
             self._ns_fd = None
             self._pid_ns = None
+        if self._out_fd is not None:
+            os.close(self._out_fd)          # under bubblewrap this frees the output tmpfs
+            self._out_fd = None
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None and not stream.closed:
                 stream.close()

@@ -2,90 +2,81 @@
 
 Everything here is irreversible for the process and inherited by anything it starts: rlimits
 cannot be raised again by an unprivileged process, a seccomp filter cannot be removed.
+
+The seccomp filter is compiled by libseccomp (through `pyseccomp`), which resolves syscall names
+to each architecture's numbers and adds the architecture check itself. Without libseccomp the
+guest refuses to run models (`SeccompUnavailable`) rather than run them unfiltered.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
-import platform
+import errno
 import resource
 import signal
-import struct
 
 PR_SET_PDEATHSIG = 1
-PR_SET_NO_NEW_PRIVS = 38
-PR_SET_SECCOMP = 22
-SECCOMP_MODE_FILTER = 2
 
-# x86_64 syscall numbers refused with EPERM: no new sessions/groups (the parent kills the
-# whole process group), no namespaces, no tracing, no kernel-surface extras.
-_X86_64_DENY = {
-    "setsid": 112, "setpgid": 109, "ptrace": 101, "unshare": 272, "setns": 308,
-    "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "bpf": 321,
-    "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249,
-    "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    "kexec_load": 246, "init_module": 175, "finit_module": 313, "delete_module": 176,
-    "process_vm_readv": 310, "process_vm_writev": 311,
-    "socket": 41,   # no sockets of any family: no network, no unix sockets of host services
-}
-_X86_64_CLONE, _X86_64_CLONE3 = 56, 435
-_AUDIT_ARCH_X86_64 = 0xC000003E
-_CLONE_NS_FLAGS = 0x7E020000   # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}
-
-_RET_ALLOW = 0x7FFF0000
-_RET_KILL_PROCESS = 0x80000000
-_RET_ERRNO = 0x00050000
+# Refused with EPERM: no new sessions/groups (the parent kills the whole process group), no
+# namespaces, no tracing, no kernel-surface extras, no sockets of any family (no network, no
+# unix sockets of host services).
+DENIED_SYSCALLS = (
+    "setsid", "setpgid", "ptrace", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
+    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "init_module",
+    "finit_module", "delete_module", "process_vm_readv", "process_vm_writev", "socket",
+)
+# CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}: clone() creating any namespace is refused.
+CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                         0x40000000)
 
 
-def _errno(code: int) -> int:
-    return _RET_ERRNO | code
+class SeccompUnavailable(RuntimeError):
+    """libseccomp cannot be used here: the guest must not run a model."""
 
 
-def _seccomp_program() -> bytes:
-    """A classic-BPF seccomp program (list of sock_filter structs)."""
-    LD_ABS, JEQ, JSET, JGE, RET = 0x20, 0x15, 0x45, 0x35, 0x06
-    prog: list[tuple[int, int, int, int]] = []
-
-    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> None:
-        prog.append((code, jt, jf, k))
-
-    op(LD_ABS, 4)                                     # arch
-    op(JEQ, _AUDIT_ARCH_X86_64, 1, 0)
-    op(RET, _RET_KILL_PROCESS)
-    op(LD_ABS, 0)                                     # syscall number
-    op(JGE, 0x40000000, 0, 1)                         # x32 ABI
-    op(RET, _errno(1))
-    for nr in sorted(_X86_64_DENY.values()):
-        op(JEQ, nr, 0, 1)
-        op(RET, _errno(1))
-    op(JEQ, _X86_64_CLONE3, 0, 1)                     # flags are behind a pointer: ENOSYS
-    op(RET, _errno(38))                               # makes glibc fall back to clone()
-    op(JEQ, _X86_64_CLONE, 0, 3)
-    op(LD_ABS, 16)                                    # clone flags (low 32 bits of arg 0)
-    op(JSET, _CLONE_NS_FLAGS, 0, 1)
-    op(RET, _errno(1))
-    op(RET, _RET_ALLOW)
-    return b"".join(struct.pack("HBBI", *ins) for ins in prog)
+def _libseccomp():
+    try:
+        import pyseccomp
+    except (ImportError, OSError, RuntimeError) as err:   # RuntimeError: libseccomp.so not found
+        raise SeccompUnavailable(f"libseccomp is not usable ({type(err).__name__}: {err}); "
+                                 "install libseccomp2 and the pyseccomp package") from None
+    return pyseccomp
 
 
-def install_seccomp() -> bool:
-    """Install the filter; False (and nothing done) on an architecture we have no table for."""
-    if platform.machine() != "x86_64":
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    code = _seccomp_program()
-    buf = ctypes.create_string_buffer(code, len(code))
+def build_filter(arch: int | None = None):
+    """The guest's filter (a pyseccomp.SyscallFilter) for `arch` (default: this machine's).
 
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    Any other architecture's syscall ABI (x32, 32-bit compat) kills the process.
+    """
+    seccomp = _libseccomp()
+    try:
+        flt = seccomp.SyscallFilter(seccomp.ALLOW)
+        flt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.KILL_PROCESS)
+        # Threads started during the imports (torch's pools) get the filter too.
+        flt.set_attr(seccomp.Attr.CTL_TSYNC, 1)
+        if arch is not None and arch != seccomp.system_arch():
+            flt.add_arch(arch)
+            flt.remove_arch(seccomp.Arch.NATIVE)
+        deny = seccomp.ERRNO(errno.EPERM)
+        for name in DENIED_SYSCALLS:
+            flt.add_rule(deny, name)
+        for flag in CLONE_NAMESPACE_FLAGS:
+            flt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        # clone3 passes its flags behind a pointer the filter cannot read: ENOSYS makes glibc
+        # fall back to clone(), whose flags it can.
+        flt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    except OSError as err:
+        raise SeccompUnavailable(f"libseccomp could not compile the filter: {err}") from None
+    return flt
 
-    fprog = SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS)")
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(SECCOMP)")
-    return True
+
+def install_seccomp(flt) -> None:
+    """Load `flt` (from build_filter) into this process and all its threads; also sets no_new_privs."""
+    try:
+        flt.load()
+    except OSError as err:
+        raise SeccompUnavailable(f"the kernel refused the seccomp filter: {err}") from None
 
 
 def die_with_parent() -> None:

@@ -131,8 +131,10 @@ class Runner:
                     raise
                 except Exception as err:
                     if not _is_oom(err):
+                        detail = str(err).strip()
+                        first_line = detail.splitlines()[0][:300] if detail else ""
                         raise GuestError(f"the model failed on images {start}..{stop - 1}: "
-                                         f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}") from None
+                                         f"{type(err).__name__}: {first_line}") from None
                     if bs == 1:
                         raise GuestError("ran out of memory even with batch size 1", "memory") from None
                     bs //= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 
@@ -87,6 +88,10 @@ def load_model(fmt: str, path: str, reference: str | None, num_classes: int, dev
         except Exception as err:
             raise GuestError(f"could not load the TorchScript archive: {_first_line(err)}") from None
     elif fmt == "exported_program":
+        # torch.export.load falls back to full unpickling when safe loading of the example
+        # inputs fails; forced safe loading turns that into an error. (The worker has already
+        # refused archives that mark payloads as pickled.)
+        os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
         try:
             model = torch.export.load(path).module()
         except Exception as err:

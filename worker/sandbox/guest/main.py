@@ -1,7 +1,8 @@
 """Guest entry point: import, say ready, read one job, confine, load, infer, write results, exit.
 
-Protocol with the worker: the guest prints "ready" on stdout once torch is imported, then reads
-one JSON job line on stdin. Results go to files in the job's output dir (scores.npy,
+Protocol with the worker: the guest prints "ready" on stdout once torch is imported and its
+seccomp filter is compiled (or "unavailable: <reason>" when it cannot confine itself, and exits),
+then reads one JSON job line on stdin. Results go to files in the job's output dir (scores.npy,
 result.json); stdout/stderr are redirected to size-limited log files before the upload is
 touched, so nothing the model prints reaches the worker's pipes.
 """
@@ -86,6 +87,12 @@ def main() -> int:
     from heldout_guest import confine
 
     confine.die_with_parent()
+    try:
+        seccomp_filter = confine.build_filter()
+    except confine.SeccompUnavailable as err:
+        sys.stdout.write(f"unavailable: {err}\n")
+        sys.stdout.flush()
+        return 4
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     line = sys.stdin.readline()
@@ -96,7 +103,11 @@ def main() -> int:
     out_dir = job["out_dir"]
     on_gpu = job["device"].startswith("cuda")
     confine.apply_rlimits(job["limits"], on_gpu)
-    seccomp = confine.install_seccomp()
+    try:
+        confine.install_seccomp(seccomp_filter)
+    except confine.SeccompUnavailable as err:
+        _write_result(out_dir, {"ok": False, "kind": "unconfined", "message": str(err)})
+        return 4
     _redirect_output(out_dir)
     torch.set_num_threads(int(job["threads"]))
     try:
@@ -123,7 +134,7 @@ def main() -> int:
         _write_result(out_dir, {"ok": False, "kind": "rejected",
                                 "message": f"the model failed: {type(err).__name__}: {str(err)[:300]}"})
         return 1
-    stats["seccomp"] = seccomp
+    stats["seccomp"] = True
     stats["guest_s"] = time.perf_counter() - t_job
     _write_result(out_dir, {"ok": True, "stats": stats})
     return 0
