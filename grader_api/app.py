@@ -7,7 +7,6 @@ seeding) happens in the lifespan, i.e. when the server starts, never at import.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from grader_api.config import Settings, get_settings
 from grader_api.errors import install_error_handlers
+from grader_api.url_credentials import RefuseCredentialsInQuery, redact_access_log
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,14 @@ API_PREFIX = "/api/v1"
 
 
 def _start(app: FastAPI, settings: Settings) -> None:
+    from grader_api.auth import LiveTokenIndex
     from grader_api.db import get_database, migrate
     from grader_api.dispatch import make_relay
     from grader_api.ratelimit import RateLimiter
     from grader_api.storage import LocalStorage
+    from grader_api.validation_slots import ValidationSlots
 
+    redact_access_log()
     settings.ensure_dirs()
     url = settings.effective_database_url
     if settings.auto_migrate:
@@ -39,7 +42,8 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.storage.ensure()
     app.state.relay = make_relay(settings, app.state.db)
     app.state.limiter = RateLimiter(settings)
-    app.state.upload_slots = asyncio.Semaphore(settings.effective_upload_validation_slots)
+    app.state.token_index = LiveTokenIndex()
+    app.state.upload_slots = ValidationSlots(settings.effective_upload_validation_slots)
     app.state.sweeper = None
     if settings.demo:
         from grader_api.demo import seed_demo
@@ -85,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Outermost: a token in a query string is refused before any route or page sees it.
+    app.add_middleware(RefuseCredentialsInQuery)
 
     from grader_api.routers import me, submissions, tasks, users
 

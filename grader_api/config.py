@@ -43,20 +43,29 @@ class Settings(BaseSettings):
     sweeper_enabled: bool = True           # a sweeper thread in `grade serve`
     storage_gc_interval_s: float = 3600.0  # how often the sweeper removes files no submission refers to
     storage_gc_age_s: float = 3600.0       # ... once they have been left alone this long
-    inprocess_workers: int = 2             # threads of the embedded worker (no REDIS_URL)
+    inprocess_workers: int = 2             # embedded worker (no REDIS_URL): threads per queue (files, models)
     model_device: str = "auto"             # model evaluation device: auto (cuda when present), cpu, cuda
     model_memory_limit_mb: int = 4096      # memory of one sandboxed model run (host RAM)
     sandbox_dir: Path | None = None        # where sandbox job dirs and the input cache live (default: system temp)
-    sandbox_mode: Literal["auto", "fallback"] = "auto"  # fallback skips bubblewrap (to exercise the fallback)
+    # auto: bubblewrap, else model files are refused; fallback (root only, weaker, never chosen by
+    # itself): unshare + setpriv, and start-up refuses while the sandbox user could read our data
+    sandbox_mode: Literal["auto", "fallback"] = "auto"
     auto_migrate: bool = True              # apply Alembic migrations when the app starts
 
     # --- limits --------------------------------------------------------------------------
     rate_limit: str = "300/minute"         # every authenticated API request, per user
     upload_rate_limit: str = "30/minute"   # uploads, per user (on top of the task's daily limit)
-    # Uploads validated at once per API process (0: one per CPU). Validation is CPU work; more at
-    # once only adds memory and contention, the rest wait their turn without holding a thread or
-    # a database connection.
+    # Failed authentications (unknown or revoked bearer tokens, failed web log-ins) per client
+    # address. Past it, that address gets 429 for every bearer request and log-in, valid tokens
+    # included, until the window has room: the token is not looked up at all.
+    auth_failure_limit: str = "20/minute"
+    # Uploads validated at once per API process (0: one per CPU), at most one per user so one
+    # student's uploads wait behind each other, not in front of a classmate's. Validation is CPU
+    # work; more at once only adds memory and contention, the rest wait their turn without
+    # holding a thread or a database connection.
     upload_validation_slots: int = 0
+    # CPU seconds one upload's row-by-row check may use; past it the upload is refused (422).
+    upload_validation_cpu_s: float = 20.0
 
     @property
     def effective_upload_validation_slots(self) -> int:

@@ -59,7 +59,7 @@ class InProcessDispatcher:
         self._worker.relay = relay
 
     def send(self, submission_id: int, queue: str) -> None:
-        self._worker.submit(submission_id)
+        self._worker.submit(submission_id, queue)
 
     def close(self) -> None:
         self._worker.shutdown()

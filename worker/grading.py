@@ -30,6 +30,7 @@ from grader_api.db import Database, get_database
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay, make_relay
 from grader_api.models import Submission, SubmissionKind, SubmissionStatus, Task, utcnow
 from grader_api.services.split_cache import load_split_cached, task_spec
+from grader_api.services.tasks import COUNTED_NOTICE
 from grader_api.storage import LocalStorage
 from scoring.errors import PredictionFormatError
 
@@ -90,7 +91,7 @@ def grade_submission(submission_id: int, *, settings: Settings | None = None,
         # times the attempts. Fail now, saying which limit.
         return _finish_failed(db, submission_id, claim_id,
                               f"grading stopped: it took longer than the time limit of "
-                              f"{settings.task_time_limit_s} s", "time_limit")
+                              f"{settings.task_time_limit_s} s ({COUNTED_NOTICE})", "time_limit")
     except Exception:
         log.exception("grading submission %s failed unexpectedly", submission_id)
         return _release_or_fail(db, submission_id, claim_id, settings, relay)
@@ -179,8 +180,10 @@ def _run_model(path: Path, task, split_dir: Path, settings: Settings):
                                       memory_bytes=settings.model_memory_limit_mb * 1024 * 1024)
     try:
         run = model_eval.evaluate_model_file(path, task, inputs, device=_model_device(settings), limits=limits)
+    except model_eval.ModelLimitExceeded as exc:
+        raise StudentFacingFailure(f"model stopped: it {exc} ({COUNTED_NOTICE})", "resource_limit") from None
     except model_eval.ModelRejected as exc:
-        raise StudentFacingFailure(f"model rejected: {exc}", "model_rejected") from None
+        raise StudentFacingFailure(f"model rejected: {exc} ({COUNTED_NOTICE})", "model_rejected") from None
     return run.predictions, dict(run.stats or {})
 
 

@@ -1,8 +1,11 @@
-"""The embedded worker: a small thread pool that calls the same `grade_submission` as Celery.
+"""The embedded worker: thread pools that call the same `grade_submission` as Celery.
 
-Used when no broker is configured (`grade serve` on one machine, tests). Threads, not
-processes: prediction files are parsed and scored in numpy, which releases the GIL for the
-heavy parts; model files get their own sandboxed process from `worker.model_eval` anyway.
+Used when no broker is configured (`grade serve` on one machine, tests). One pool per queue
+(`cpu`: prediction files, `gpu`: model files), as Celery workers have one per queue: a model
+holds its thread for up to its task's time limit, and a prediction file must never wait for
+that. Threads, not processes: prediction files are parsed and scored in numpy, which releases
+the GIL for the heavy parts; model files get their own sandboxed process from
+`worker.model_eval` anyway.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ class InProcessWorker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.relay = None  # set by OutboxRelay so retries go back through this pool
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pending = 0
         self._cond = threading.Condition()
         self._closed = False
 
-    def submit(self, submission_id: int) -> None:
+    def submit(self, submission_id: int, queue: str) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("in-process worker is shut down")
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.settings.inprocess_workers,
-                                                thread_name_prefix="heldout-grader")
+            pool = self._pools.get(queue)
+            if pool is None:
+                pool = self._pools[queue] = ThreadPoolExecutor(
+                    max_workers=self.settings.inprocess_workers, thread_name_prefix=f"heldout-grader-{queue}")
             self._pending += 1
-        self._pool.submit(self._run, submission_id)
+        pool.submit(self._run, submission_id)
 
     def _run(self, submission_id: int) -> None:
         from worker.grading import grade_submission
@@ -55,6 +59,6 @@ class InProcessWorker:
     def shutdown(self) -> None:
         with self._cond:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             pool.shutdown(wait=True, cancel_futures=False)

@@ -1,12 +1,16 @@
 """Storage garbage collection: files no submission will ever read.
 
-Two kinds are left behind only when a process dies at the wrong moment (the API killed while
-a body streams in, or between storing the file and committing its row):
+Two kinds are left behind when a process dies at the wrong moment (the API killed while a
+body streams in, or between storing the file and committing its row) or when an upload's
+transaction rolls back after its file was stored (the request path never deletes objects:
+another upload of the same bytes may be about to commit a row that refers to it):
   * temp files in `tmp/` not written to for `max_age_s` (an upload in progress keeps its
     file's mtime fresh);
   * objects older than `max_age_s` that no submission row refers to.
-The age bound is what makes this safe next to uploads in flight: an object is stored moments
-before its row commits, and `LocalStorage.put` refreshes the mtime of an object it re-uses.
+The age bound is what makes this safe next to uploads in flight: `LocalStorage.put` stores or
+re-uses an object with a fresh mtime moments before its row commits, and the removal looks at
+the mtime again under the same lock as `put`. So `max_age_s` must exceed the time from storing
+a file to committing its row (milliseconds: the upload's short locked section).
 """
 
 from __future__ import annotations
@@ -53,10 +57,10 @@ def collect_garbage(db: Database, storage: LocalStorage, max_age_s: float, now: 
         with db.transaction() as s:
             referenced = set(s.scalars(sa.select(Submission.file_sha256).distinct()
                                        .where(Submission.file_sha256.in_(chunk))))
-        for sha, path in chunk.items():
+        for sha in chunk:
             if sha in referenced:
                 continue
-            size = _remove_if_older(path, cutoff)  # re-checked: put() may have just re-used it
+            size = storage.remove_if_idle(sha, cutoff)  # re-checked: put() may have just re-used it
             if size is not None:
                 result.orphan_objects += 1
                 result.bytes_freed += size

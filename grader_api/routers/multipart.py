@@ -4,7 +4,11 @@ Why not `UploadFile`: Starlette parses the whole body (spooling files to disk) b
 endpoint runs, so a cap checked afterwards still lets a client fill the disk. Here the raw
 `request.stream()` is fed to python-multipart's streaming parser; the file part goes straight
 to a temp file in storage's tmp dir while its sha256 is computed, and the request is answered
-413 the moment the cap is passed. A `Content-Length` above the cap is refused before reading.
+413 the moment the cap is passed. The whole body is capped too (the file's cap plus a little
+for boundaries and text fields), and so is the number of parts, nameless ones included: the
+parser would otherwise read an unbounded body around a small file. A `Content-Length` above
+the body cap is refused before reading, and a body that ends before its closing boundary
+(truncated on the way) is refused rather than recorded.
 """
 
 from __future__ import annotations
@@ -14,13 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import (
+    MultipartParser,
+    MultipartState,
+    parse_options_header,
+)
 
 from grader_api.errors import ApiError
 from grader_api.storage import LocalStorage
 
 _MAX_TEXT_FIELD = 16 * 1024     # `note` and friends
 _MAX_TEXT_FIELDS = 8
+_MAX_PARTS = 1 + _MAX_TEXT_FIELDS  # the file and the text fields; a nameless part counts too
 _MULTIPART_SLACK = 64 * 1024     # boundaries, part headers and text fields around the file
 
 
@@ -38,6 +47,12 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"file too large: this task accepts uploads of at most {mb:g} MB", "too_large")
 
 
+def _body_too_large(limit: int) -> ApiError:
+    mb = limit / 1_000_000
+    return ApiError(413, f"request too large: this task accepts uploads of at most {mb:g} MB, and the form "
+                         f"around the file may add at most {_MULTIPART_SLACK // 1024} KB", "too_large")
+
+
 class _Collector:
     """python-multipart callbacks: route the file part to disk and text parts to memory."""
 
@@ -47,6 +62,7 @@ class _Collector:
         self.path: Path | None = None
         self.filename: str | None = None
         self.size = 0
+        self.parts = 0
         self.hasher = hashlib.sha256()
         self.error: ApiError | None = None
         self._fh = None
@@ -65,6 +81,10 @@ class _Collector:
         }
 
     def _part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > _MAX_PARTS and self.error is None:
+            self.error = ApiError(400, f"too many parts in the form: at most {_MAX_PARTS} (the file and up to "
+                                       f"{_MAX_TEXT_FIELDS} text fields), found more", "bad_request")
         self._headers, self._header_field, self._header_value = {}, b"", b""
         self._name, self._is_file, self._text = None, False, bytearray()
 
@@ -137,19 +157,29 @@ async def receive_upload(request: Request, storage: LocalStorage, limit_bytes: i
     boundary = options.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise ApiError(415, f"send the file as multipart/form-data, field '{file_field}'", "unsupported_media_type")
+    body_limit = limit_bytes + _MULTIPART_SLACK
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit_bytes + _MULTIPART_SLACK:
+    if declared and declared.isdigit() and int(declared) > body_limit:
         raise _too_large(limit_bytes)
 
     collector = _Collector(storage, file_field, limit_bytes)
     parser = MultipartParser(boundary, collector.callbacks())
+    received = 0
     try:
         async for chunk in request.stream():
             if chunk:
                 parser.write(chunk)
             if collector.error is not None:
                 raise collector.error
+            received += len(chunk)
+            if received > body_limit:
+                raise _body_too_large(limit_bytes)
         parser.finalize()
+        # finalize() accepts a body cut anywhere (a proxy or client that gave up): without the
+        # closing boundary the file part may be truncated. An empty body is "no file" below.
+        if received and parser.state != MultipartState.END:
+            raise ApiError(400, "malformed multipart body: it ended before the closing boundary",
+                           "bad_request")
     except ApiError:
         collector.discard()
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from grader_api.auth import CurrentUser
+from grader_api.auth import CurrentUser, bearer_token
 from grader_api.db import unit_of_work
 from grader_api.models import utcnow
 from grader_api.routers.deps import LimiterDep, RelayDep, SessionDep, SettingsDep, StorageDep, SubmissionId
@@ -46,13 +46,20 @@ async def upload(task: str, request: Request, user: CurrentUser, session: Sessio
     t = await run_in_threadpool(precheck)
     limit = int(float(t.spec.get("max_upload_mb", 64)) * 1_000_000)
     received = await receive_upload(request, storage, limit)
+    # The upload has arrived: its lateness is judged now, whatever the wait for validation.
+    # (Not when the request began: a body trickled in slowly must not carry an earlier time.)
+    arrived_at = utcnow()
     try:
-        # Validation is CPU work: a bounded number at once, the others wait here (not in a
-        # thread, not holding a database connection) so a deadline rush queues instead of failing.
-        async with request.app.state.upload_slots:
+        note = received.fields.get("note")
+        submission_service.check_note(note)
+        # Validation is CPU work: a bounded number at once and one per user, the others wait
+        # here (not in a thread, not holding a database connection) so a deadline rush queues
+        # instead of failing, and one student's files never queue in front of a classmate's.
+        async with request.app.state.upload_slots.turn(user.id):
             inspected = await run_in_threadpool(
                 submission_service.inspect_upload, data_root=settings.effective_data_root, task=t,
-                temp_path=received.path, filename=received.filename, note=received.fields.get("note"))
+                temp_path=received.path, filename=received.filename, note=note,
+                cpu_budget_s=settings.upload_validation_cpu_s)
 
         def record():
             # Committed here, in the same thread, so the per-user row lock taken inside is held
@@ -60,7 +67,8 @@ async def upload(task: str, request: Request, user: CurrentUser, session: Sessio
             with unit_of_work(session):
                 return submission_service.record_upload(
                     session, relay=relay, storage=storage, task=t, user=user, inspected=inspected,
-                    temp_path=received.path, sha256=received.sha256, size=received.size)
+                    temp_path=received.path, sha256=received.sha256, size=received.size,
+                    arrived_at=arrived_at, token=bearer_token(request))
 
         sub = await run_in_threadpool(record)
     finally:

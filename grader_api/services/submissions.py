@@ -10,13 +10,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.db import after_rollback, lock_row
+from grader_api.auth import authenticate
+from grader_api.db import lock_row
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.errors import ApiError, not_found
 from grader_api.models import Role, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
 from grader_api.services import tasks as task_service
 from grader_api.services.split_cache import load_split_cached
-from grader_api.services.upload_kind import detect_upload_kind
+from grader_api.services.upload_kind import check_model_upload, detect_upload_kind
 from grader_api.storage import LocalStorage
 from scoring.errors import PredictionFormatError, ScoringError
 
@@ -24,6 +25,9 @@ from scoring.errors import PredictionFormatError, ScoringError
 _UNSUPPORTED = {"not_utf8", "binary_content", "unsupported_format"}
 _BAD_REQUEST = {"empty_file"}
 MAX_NOTE_CHARS = 2000
+# Control characters (C0, DEL, C1) other than tab, newline and carriage return: PostgreSQL
+# refuses NUL in text, and the rest only ever serve to disturb a terminal or a spreadsheet.
+_NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def http_status_for(code: str) -> int:
@@ -51,6 +55,20 @@ def precheck(session: Session, task: Task, user: User, now: datetime) -> None:
     task_service.check_daily_limit(session, task, user, now)
 
 
+def check_note(note: str | None) -> None:
+    """Refuse a note that is too long or holds control characters (newlines and tabs are fine).
+
+    Cheap, so it runs before the file is validated."""
+    if note is None:
+        return
+    if len(note) > MAX_NOTE_CHARS:
+        raise ApiError(422, f"note: at most {MAX_NOTE_CHARS} characters, found {len(note)}", "invalid_request")
+    bad = _NOTE_CONTROL.search(note)
+    if bad is not None:
+        raise ApiError(422, f"note: control character U+{ord(bad.group()):04X} at character {bad.start() + 1} "
+                            "is not allowed; expected plain text (newlines and tabs are fine)", "invalid_request")
+
+
 @dataclass(frozen=True)
 class InspectedUpload:
     """What validation learned about an upload; nothing has been written yet."""
@@ -61,11 +79,11 @@ class InspectedUpload:
 
 
 def inspect_upload(*, data_root: Path, task: Task, temp_path: Path, filename: str | None,
-                   note: str | None) -> InspectedUpload:
+                   note: str | None, cpu_budget_s: float | None = None) -> InspectedUpload:
     """Validate the uploaded temp file (no database): the note, the kind of file, and for
-    predictions the scoring core's parser. Raises ApiError with the parser's message."""
-    if note is not None and len(note) > MAX_NOTE_CHARS:
-        raise ApiError(422, f"note: at most {MAX_NOTE_CHARS} characters, found {len(note)}", "invalid_request")
+    predictions the scoring core's parser, within `cpu_budget_s` of CPU time. Raises ApiError
+    with the parser's message."""
+    check_note(note)
     spec = task_service.spec_of(task)
     display = _display_name(filename)
     kind = detect_upload_kind(temp_path)
@@ -74,31 +92,41 @@ def inspect_upload(*, data_root: Path, task: Task, temp_path: Path, filename: st
         raise ApiError(415, f"task '{task.name}' accepts {wanted}; this upload looks like a {kind.value} file",
                        "unsupported_media_type")
     if kind == SubmissionKind.PREDICTIONS:
-        _validate_predictions(temp_path, spec, data_root, display)
+        _validate_predictions(temp_path, spec, data_root, display, cpu_budget_s)
+    else:
+        check_model_upload(temp_path)
     return InspectedUpload(kind, display, note or None)
 
 
 def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage, task: Task, user: User,
-                  inspected: InspectedUpload, temp_path: Path, sha256: str, size: int) -> Submission:
+                  inspected: InspectedUpload, temp_path: Path, sha256: str, size: int,
+                  arrived_at: datetime | None = None, token: str | None = None) -> Submission:
     """Store a validated upload and write its row and outbox entry (the caller commits).
 
-    Kept short on purpose: it holds a row lock on the user until the commit. On any error the
-    temp file is the caller's to delete and nothing else exists; after success the file is in
-    storage and is removed again if the transaction rolls back.
+    Kept short on purpose: it holds a row lock on the user until the commit. `arrived_at` is
+    when the request came in: the window and the day's count are judged then, not after the
+    wait for a validation slot. `token`, the bearer token the request came with, is checked
+    again under the lock, so one revoked meanwhile records nothing. On any error the temp file
+    is the caller's to delete and nothing else exists.
     """
     now = utcnow()
+    arrived_at = arrived_at or now
     # Re-check under a lock on the user: two parallel uploads cannot both take the last
     # submission of the day.
     lock_row(session, User.__table__.c.id, user.id)
-    window = task_service.check_window(task, now)
-    task_service.check_daily_limit(session, task, user, now)
+    if token is not None:
+        _require_live_token(session, user, token)
+    window = task_service.check_window(task, arrived_at)
+    task_service.check_daily_limit(session, task, user, arrived_at)
 
-    if storage.put(temp_path, sha256):
-        after_rollback(session, lambda: _delete_if_unreferenced(storage, session, sha256))
+    # Never deleted here, even if this transaction rolls back: another upload of the same bytes
+    # may refer to the object from a transaction not committed yet, which no query here can see.
+    # The storage GC removes objects no row refers to once they have been left alone long enough.
+    storage.put(temp_path, sha256)
     sub = Submission(
         task_id=task.id, user_id=user.id, kind=inspected.kind, status=SubmissionStatus.QUEUED,
         file_sha256=sha256, file_size=size, filename=inspected.display_name, note=inspected.note,
-        late=window.late, late_days_used=window.late_days_used, created_at=now, updated_at=now,
+        late=window.late, late_days_used=window.late_days_used, created_at=arrived_at, updated_at=now,
     )
     session.add(sub)
     session.flush()
@@ -116,7 +144,14 @@ def accept_upload(
                          temp_path=temp_path, sha256=sha256, size=size)
 
 
-def _validate_predictions(path: Path, spec, data_root: Path, display: str | None) -> None:
+def _require_live_token(session: Session, user: User, token: str) -> None:
+    if getattr(authenticate(session, token), "id", None) != user.id:
+        raise ApiError(401, "invalid or revoked token: it was revoked while this upload was in progress; "
+                            "nothing was stored", "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _validate_predictions(path: Path, spec, data_root: Path, display: str | None,
+                          cpu_budget_s: float | None = None) -> None:
     from scoring.parsers import parse_predictions
 
     try:
@@ -125,16 +160,10 @@ def _validate_predictions(path: Path, spec, data_root: Path, display: str | None
         raise ApiError(503, "this task's held-out split is not available on the server right now; "
                             "tell the course staff", "split_unavailable") from None
     try:
-        parse_predictions(path, spec, split, filename=display)
+        parse_predictions(path, spec, split, filename=display, cpu_budget_s=cpu_budget_s)
     except PredictionFormatError as exc:
         raise ApiError(http_status_for(str(exc.code)), str(exc), str(exc.code),
                        line=exc.line, column=exc.column) from None
-
-
-def _delete_if_unreferenced(storage: LocalStorage, session: Session, sha256: str) -> None:
-    still_used = session.scalar(sa.select(Submission.id).where(Submission.file_sha256 == sha256).limit(1))
-    if still_used is None:
-        storage.delete(sha256)
 
 
 # --- access ------------------------------------------------------------------------------
@@ -153,7 +182,7 @@ def can_see_private(task: Task, user: User, now: datetime | None = None) -> bool
 
 # --- views -------------------------------------------------------------------------------
 
-_PART_KEYS = ("n", "primary", "metrics", "per_class", "undefined", "confusion", "most_confused")
+_PART_KEYS = ("n", "primary", "metrics", "per_class", "undefined", "confusion", "most_confused", "withheld")
 
 
 def _part(report: dict | None, name: str) -> dict | None:
@@ -161,6 +190,17 @@ def _part(report: dict | None, name: str) -> dict | None:
         return None
     part = (report.get("parts") or {}).get(name)
     return {k: part.get(k) for k in _PART_KEYS if k in part} if part else None
+
+
+def _public_part(report: dict | None, task: Task) -> dict | None:
+    """The public part without its per-class breakdown unless the task shows it; reports scored
+    before the breakdown was withheld still carry it."""
+    from scoring.evaluate import withhold_detail
+
+    part = _part(report, "public")
+    if part is None or (task.spec or {}).get("public_detail"):
+        return part
+    return withhold_detail(part)
 
 
 def _overall(report: dict | None) -> dict | None:
@@ -186,7 +226,7 @@ def submission_view(sub: Submission, viewer: User, now: datetime | None = None) 
         "private_score": sub.private_primary if private_ok else None,
         "overall_score": sub.overall_primary if private_ok else None,
         "points": sub.points if private_ok else None,
-        "public": _part(sub.report, "public") if scored else None,
+        "public": _public_part(sub.report, task) if scored else None,
         "private": _part(sub.report, "private") if scored and private_ok else None,
         "overall": _overall(sub.report) if scored and private_ok else None,
         "private_revealed": private_ok,
@@ -235,6 +275,7 @@ def diff(session: Session, user: User, a_id: int, b_id: int, part: str = "public
     if part != "public" and not can_see_private(a.task, user, now):
         raise ApiError(403, "private scores are shown after the task closes", "private_hidden")
     pa, pb = ((_overall(a.report), _overall(b.report)) if part == "overall"
+              else (_public_part(a.report, a.task), _public_part(b.report, b.task)) if part == "public"
               else (_part(a.report, part), _part(b.report, part)))
     pa, pb = pa or {}, pb or {}
 
@@ -250,7 +291,8 @@ def diff(session: Session, user: User, a_id: int, b_id: int, part: str = "public
         "primary": {"a": pa.get("primary"), "b": pb.get("primary"),
                     "delta": _delta(pa.get("primary"), pb.get("primary"))},
         "metrics": pairs(pa.get("metrics") or {}, pb.get("metrics") or {}),
-        "per_class": {c: pairs(ca.get(c) or {}, cb.get(c) or {}) for c in classes},
+        "per_class": {c: pairs(ca.get(c) or {}, cb.get(c) or {}) for c in classes if c in ca or c in cb},
+        "withheld": pa.get("withheld") or pb.get("withheld"),
     }
 
 
@@ -259,19 +301,41 @@ def _is_num_or_none(v) -> bool:
 
 
 def set_selected(session: Session, sub: Submission, user: User, selected: bool) -> Submission:
+    """Mark (or unmark) one of the caller's submissions as final, while the task is open.
+
+    Runs under the per-user lock uploads take, so parallel calls see each other's marks and
+    cannot together exceed `final_count`.
+    """
     if sub.user_id != user.id:
         raise not_found(f"submission {sub.id}")  # instructors do not choose for students
+    lock_row(session, User.__table__.c.id, user.id)
+    session.refresh(sub)  # the row as it is now that no other call of this user can change it
+    now = utcnow()
+    check_selection_open(sub.task, now)
     if selected and sub.status == SubmissionStatus.FAILED:
         raise ApiError(409, f"submission {sub.id} failed; only graded submissions can be final", "not_scored")
     if selected and not sub.selected:
-        count = session.scalar(sa.select(sa.func.count(Submission.id)).where(
-            Submission.task_id == sub.task_id, Submission.user_id == user.id, Submission.selected.is_(True))) or 0
-        if count >= sub.task.final_count:
-            raise ApiError(409, f"at most {sub.task.final_count} final submission(s) per task; "
-                                "unselect one first", "too_many_selected")
+        check_final_count(session, sub.task, user)
+        sub.selected_at = now
     sub.selected = selected
     session.flush()
     return sub
+
+
+def check_selection_open(task: Task, now: datetime) -> None:
+    """Final selections are fixed from the moment the task closes (and private scores show)."""
+    if task.private_revealed(now):
+        raise ApiError(409, f"task '{task.name}' closed at {task.closes_at.isoformat()} (deadline "
+                            f"{task.deadline.isoformat()} plus {task.late_days} late day(s)); final "
+                            "selections can no longer be changed", "selection_closed")
+
+
+def check_final_count(session: Session, task: Task, user: User) -> None:
+    count = session.scalar(sa.select(sa.func.count(Submission.id)).where(
+        Submission.task_id == task.id, Submission.user_id == user.id, Submission.selected.is_(True))) or 0
+    if count >= task.final_count:
+        raise ApiError(409, f"at most {task.final_count} final submission(s) per task; "
+                            "unselect one first", "too_many_selected")
 
 
 # --- instructor ----------------------------------------------------------------------------

@@ -188,17 +188,28 @@ def spec_of(task: Task) -> TaskSpec:
 
 # --- submission window and limits --------------------------------------------------------
 
+# Failures that still use up a submission: a model that ran (whatever ended it: a limit, NaN
+# output, a crash) and any run stopped by the grading time limit have held a grader, so letting
+# them go free would let one student keep the graders busy without end (a model can compute
+# until just under its limit, then fail on purpose). Other failures (a server problem such as
+# attempts_exhausted, a file refused before it ran) are free.
+COUNTED_FAILURE_CODES = ("resource_limit", "time_limit", "model_rejected")
+COUNTED_NOTICE = "this run counts against the daily submission limit, as every model run does"
+
+
 def utc_day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def used_today(session: Session, task: Task, user: User, now: datetime) -> int:
-    """Submissions that count against the daily limit: this UTC day, not failed."""
+    """Submissions that count against the daily limit: this UTC day, not failed, or failed in a
+    way that held a grader (COUNTED_FAILURE_CODES)."""
     return session.scalar(
         sa.select(sa.func.count(Submission.id)).where(
             Submission.task_id == task.id, Submission.user_id == user.id,
             Submission.created_at >= utc_day_start(now),
-            Submission.status != SubmissionStatus.FAILED,
+            sa.or_(Submission.status != SubmissionStatus.FAILED,
+                   Submission.error_code.in_(COUNTED_FAILURE_CODES)),
         )
     ) or 0
 
@@ -235,8 +246,8 @@ def check_daily_limit(session: Session, task: Task, user: User, now: datetime) -
     if used >= task.daily_limit:
         reset = utc_day_start(now) + timedelta(days=1)
         raise ApiError(429, f"daily limit reached: {used} of {task.daily_limit} submissions for "
-                            f"'{task.name}' today (UTC; failed ones do not count); the limit resets "
-                            f"at {reset.isoformat()}", "daily_limit",
+                            f"'{task.name}' today (UTC; failed prediction files do not count, failed model runs "
+                            f"do); the limit resets at {reset.isoformat()}", "daily_limit",
                        headers={"Retry-After": str(max(1, int((reset - now).total_seconds())))})
 
 

@@ -25,11 +25,12 @@ def sniff_format(head: bytes) -> str:
 
 
 def parse_predictions(source: bytes | Path, task: TaskSpec, split: Split,
-                      filename: str | None = None) -> Predictions:
+                      filename: str | None = None, *, cpu_budget_s: float | None = None) -> Predictions:
     """Validate a prediction file against the task and split; output aligned to split order.
 
     Raises PredictionFormatError (with a code from ErrorCode, and line/column for CSV) whose
-    message is safe to show the student: it never contains label data.
+    message is safe to show the student: it never contains label data. `cpu_budget_s` bounds
+    the CPU time spent checking a CSV row by row (the server passes its per-upload limit).
     """
     from scoring.parsers import arrays, csv_format   # keep `import scoring.parsers` light
 
@@ -42,11 +43,11 @@ def parse_predictions(source: bytes | Path, task: TaskSpec, split: Split,
             return arrays.parse_npy(path, task, split, filename)
         if kind == "npz":
             return arrays.parse_npz(path, task, split, filename)
-        return csv_format.parse_csv(path.read_bytes(), task, split, filename)
+        return csv_format.parse_csv(path.read_bytes(), task, split, filename, cpu_budget_s=cpu_budget_s)
     data = bytes(source)
     kind = sniff_format(data[:8])
     if kind == "npy":
         return arrays.parse_npy(data, task, split, filename)
     if kind == "npz":
         return arrays.parse_npz(data, task, split, filename)
-    return csv_format.parse_csv(data, task, split, filename)
+    return csv_format.parse_csv(data, task, split, filename, cpu_budget_s=cpu_budget_s)

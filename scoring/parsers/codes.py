@@ -29,6 +29,11 @@ class ErrorCode(str, Enum):
     BAD_ARRAY = "bad_array"                      # truncated/corrupt .npy or .npz
     MALFORMED_CSV = "malformed_csv"              # the csv module cannot split the text into rows
     UNSUPPORTED_FORMAT = "unsupported_format"    # e.g. a CSV for a segmentation task
+    ARCHIVE_TOO_LARGE = "archive_too_large"      # a zip (.npz) whose directory lists too many entries
+    TOO_COMPRESSED = "too_compressed"            # an .npz member that expands far more than data does
+    TOO_MANY_LINES = "too_many_lines"            # far more lines than the split has items
+    TIME_LIMIT = "validation_time_limit"         # checking the file ran past its CPU-time budget
+    LINE_TOO_LONG = "line_too_long"              # a line (or a row) far longer than a row of the task
 
     def __str__(self) -> str:
         return self.value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -30,6 +31,96 @@ LABEL_HEADERS = ("label", "prediction", "prediction1", "predicted", "predicted_l
 _INT = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
                      r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+# Blank lines are allowed anywhere, but a file with many more lines than rows is refused
+# before it is read: the row-by-row validator spends Python time on every line, blank or not.
+EXTRA_LINES = 1000
+# The csv module turns a line into one string per field, so a line's cost in memory is a large
+# multiple of its length: no line may be much longer than a row of the task. Bytes per cell
+# (repr of a float64 needs at most 24), and room for spaces, quotes and long spellings.
+FIELD_WIDTH = 64
+LINE_SLACK = 8192
+# Rows, or cells, read between two looks at the CPU clock (whichever comes first: a row's
+# cost grows with its width).
+_BUDGET_ROWS = 256
+_BUDGET_CELLS = 2048
+
+
+# --------------------------------------------------------------------------- limits
+
+class _CpuBudget:
+    """CPU seconds this thread may spend reading one file (None: no limit).
+
+    CPU time of the calling thread, not wall time: a server validating many uploads at once
+    must not fail a file because it waited for a core.
+    """
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self._until = None if seconds is None else time.thread_time() + seconds
+
+    def check(self, line: int, filename: str | None) -> None:
+        if self._until is not None and time.thread_time() > self._until:
+            raise fail(ErrorCode.TIME_LIMIT,
+                       f"checking the file used more than {self.seconds:g} s of CPU time (the limit per "
+                       f"upload) and stopped at line {line}; a predictions file of the expected shape "
+                       "is checked far faster, so look for what is unusual about this one",
+                       line=line, filename=filename)
+
+
+def _check_line_count(data: bytes, split: Split, filename: str | None) -> None:
+    """Refuse, before decoding or parsing, a file with far more lines than the split has items."""
+    newlines = data.count(b"\n")
+    lines = newlines + data.count(b"\r") - data.count(b"\r\n") if b"\r" in data else newlines
+    allowed = split.n + 1 + EXTRA_LINES
+    if lines > allowed:
+        raise fail(ErrorCode.TOO_MANY_LINES,
+                   f"the file has {lines} lines; expected a header and one row per test item "
+                   f"({split.n} rows), at most {allowed} lines counting blank ones",
+                   filename=filename)
+
+
+def line_limit(task: TaskSpec, split: Split) -> int:
+    """The longest line, in bytes, a predictions file for this task and split may have: the
+    score header (the widest row), a cell of FIELD_WIDTH per column, the longest id, slack."""
+    names = sum(len(c.encode("utf-8")) + 1 for c in task.classes)
+    longest_id = max((len(i.encode("utf-8")) for i in split.ids), default=0)
+    return (task.num_classes + 1) * FIELD_WIDTH + names + longest_id + LINE_SLACK
+
+
+def _too_long(line: int, what: str, limit: float, filename: str | None) -> Exception:
+    return fail(ErrorCode.LINE_TOO_LONG,
+                f"{what}; a row of this task is at most {limit:,} bytes (an id and one cell per "
+                f"class of at most {FIELD_WIDTH} characters each, with room to spare)",
+                line=line, filename=filename)
+
+
+def _check_line_lengths(data: bytes, limit: int, filename: str | None) -> None:
+    """Refuse, before decoding, a line longer than `limit` bytes, without copying the data.
+
+    From the start of a line, the next line break must lie within `limit` bytes; the last one
+    in that window starts the next line to check, so the loop takes a step per window rather
+    than per line (and never more steps than the capped line count). \r and \n both count as
+    breaks: the empty gap inside \r\n changes no length.
+    """
+    start, size = 0, len(data)
+    while size - start > limit:
+        window = start + limit + 1
+        last = max(data.rfind(b"\n", start, window), data.rfind(b"\r", start, window))
+        if last < 0:
+            raise _too_long(_line_number(data, start), f"the line is {_line_length(data, start):,} "
+                            "bytes long", limit, filename)
+        start = last + 1
+
+
+def _line_number(data: bytes, offset: int) -> int:
+    """Line number of the line starting at `offset`, counting \n, \r\n and \r as the csv reader does."""
+    return (1 + data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset)
+            - data.count(b"\r\n", 0, offset))
+
+
+def _line_length(data: bytes, offset: int) -> int:
+    ends = [p for p in (data.find(b"\n", offset), data.find(b"\r", offset)) if p >= 0]
+    return min(ends, default=len(data)) - offset
 
 
 # --------------------------------------------------------------------------- rows and header
@@ -43,11 +134,49 @@ def _lines(text: str) -> Iterator[str]:
         yield m.group()
 
 
-def _rows(text: str, filename: str | None) -> Iterator[tuple[int, list[str]]]:
-    """(line number, stripped fields) for every non-blank row."""
-    reader = csv.reader(_lines(text), skipinitialspace=True)
+class _LineFeed:
+    """Physical lines for the csv reader. A quoted field may hold line breaks, so one row can
+    span many short lines: the characters of the row being read are bounded like a line's."""
+
+    def __init__(self, text: str, limit: float, filename: str | None):
+        self._lines = _lines(text)
+        self._limit, self._filename = limit, filename
+        self._line = 0
+        self._row_line, self._row_chars = 1, 0
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        piece = next(self._lines)
+        self._line += 1
+        self._row_chars += len(piece)
+        if self._row_chars > self._limit:
+            raise _too_long(self._row_line,
+                            f"the row starting on this line runs on over quoted line breaks to line "
+                            f"{self._line} and is longer than that",
+                            self._limit, self._filename)
+        return piece
+
+    def row_done(self) -> None:
+        self._row_line, self._row_chars = self._line + 1, 0
+
+
+def _rows(text: str, filename: str | None, budget: _CpuBudget | None = None,
+          feed: _LineFeed | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped fields) for every non-blank row; without `budget` and `feed`,
+    no CPU or row-length limit."""
+    budget = budget or _CpuBudget(None)
+    feed = feed or _LineFeed(text, float("inf"), filename)
+    reader = csv.reader(feed, skipinitialspace=True)
+    rows = cells = 0
     try:
         for row in reader:
+            feed.row_done()
+            rows, cells = rows + 1, cells + len(row)
+            if rows >= _BUDGET_ROWS or cells >= _BUDGET_CELLS:
+                rows = cells = 0
+                budget.check(reader.line_num, filename)
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             yield reader.line_num, [f.strip() for f in row]
@@ -287,13 +416,21 @@ def _parse_scores(rows: Iterator[tuple[int, list[str]]], task: TaskSpec, split: 
 
 # --------------------------------------------------------------------------- entry point
 
-def parse_csv(data: bytes, task: TaskSpec, split: Split, filename: str | None = None) -> Predictions:
+def parse_csv(data: bytes, task: TaskSpec, split: Split, filename: str | None = None, *,
+              cpu_budget_s: float | None = None) -> Predictions:
+    """Parse and validate CSV predictions. `cpu_budget_s` bounds the row-by-row validator
+    (the server's per-upload limit); the fast path is bounded by the file's size."""
     if task.kind == "segmentation":
         raise fail(ErrorCode.UNSUPPORTED_FORMAT,
                    "segmentation predictions must be a .npy or .npz array of shape "
                    f"(N, {task.num_classes}, H, W); CSV text is not accepted", filename=filename)
+    budget = _CpuBudget(cpu_budget_s)
+    _check_line_count(data, split, filename)
+    limit = line_limit(task, split)
+    # Before decoding and before either reader: pyarrow's fast path reads the same bytes.
+    _check_line_lengths(data, limit, filename)
     text = decode_csv_text(data, filename)
-    rows = _rows(text, filename)
+    rows = _rows(text, filename, budget, _LineFeed(text, limit, filename))
     first = next(rows, None)
     if first is None:
         raise fail(ErrorCode.EMPTY_FILE, "the file has no rows", filename=filename)

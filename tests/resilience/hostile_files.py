@@ -123,12 +123,14 @@ def cases(zip_bomb_mb: int = 512) -> list[tuple[str, bytes, str, int, str, tuple
         ("corrupt zip", b"PK\x03\x04" + bytes(500), "p.npz", 422, "bad_array", ()),
         (f"zip bomb ({zip_bomb_mb} MB inflated)", _zip_bomb(zip_bomb_mb), "p.npz", 422, None, ()),
         # --- sizes ---
+        # Lines longer than a row of the task can be are refused before anything splits them.
         ("10^7 columns in a row", b"id,label\n" + IDS[0].encode() + b"," * wide + b"\n", "p.csv", 422,
-         "wrong_column_count", ("line 2",)),
-        ("10^7 columns in the header", b"id" + b"," * wide + b"\n", "p.csv", 422, "wrong_header", ("header",)),
+         "line_too_long", ("line 2", "at most")),
+        ("10^7 columns in the header", b"id" + b"," * wide + b"\n", "p.csv", 422, "line_too_long",
+         ("line 1", "at most")),
         ("very long line (12 MB cell)", _labels_csv(_rows_except(4, f"{IDS[4]}," + "z" * 12_000_000)), "p.csv", 422,
-         "malformed_csv", ("line 6", "field larger")),
+         "line_too_long", ("line 6", "12,000,009 bytes")),
         ("very long id (1 MB)", _labels_csv(_rows_except(4, "i" * 1_000_000 + ",c000")), "p.csv", 422,
-         "malformed_csv", ("line 6", "field larger")),
+         "line_too_long", ("line 6", "1,000,005 bytes")),
         ("file over the task's cap", b"id,label\n" + b"x" * 17_000_000, "p.csv", 413, "too_large", ("MB",)),
     ]

@@ -64,3 +64,47 @@ def test_reusing_a_stored_object_makes_it_fresh_again(tmp_path):
     assert storage.put(tmp, hashlib.sha256(b"same bytes").hexdigest()) is False
     assert time.time() - obj.stat().st_mtime < 60      # GC's age bound now protects it again
     assert not tmp.exists()
+
+
+def test_an_object_stored_from_a_temp_file_that_waited_long_is_fresh(course):
+    """An upload may wait for validation longer than the GC's age bound; once stored (its row
+    about to commit) GC must still see it as new."""
+    storage = LocalStorage(course.settings.effective_storage_dir)
+    tmp = storage.temp_file()
+    tmp.write_bytes(b"received two hours ago, validated just now")
+    _age(tmp, 2 * HOUR)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    assert storage.put(tmp, sha)
+    assert collect_garbage(course.app.state.db, storage, max_age_s=HOUR).orphan_objects == 0
+    assert storage.path(sha).exists()
+
+
+def test_an_upload_reusing_an_object_while_gc_removes_it_keeps_its_file(course, monkeypatch):
+    """GC found the object old and unreferenced; an upload of the same bytes re-uses it at the
+    moment GC removes it. Whichever goes first, the upload's row must find its file."""
+    import pathlib
+    import threading
+
+    storage = LocalStorage(course.settings.effective_storage_dir)
+    content = b"a course baseline many students upload unchanged"
+    obj = _orphan(storage, content)
+    _age(obj, 2 * HOUR)
+    unlink, fired = pathlib.PosixPath.unlink, []
+
+    def upload_same_bytes():
+        tmp = storage.temp_file()
+        tmp.write_bytes(content)
+        storage.put(tmp, hashlib.sha256(content).hexdigest())
+
+    def unlink_after_a_concurrent_put(self, *args, **kwargs):
+        if self == obj and not fired:
+            fired.append(threading.Thread(target=upload_same_bytes))
+            fired[0].start()
+            fired[0].join(0.5)     # let the upload go first if nothing holds it back
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.PosixPath, "unlink", unlink_after_a_concurrent_put)
+    collect_garbage(course.app.state.db, storage, max_age_s=HOUR)
+    assert fired, "GC did not try to remove the old object"
+    fired[0].join(5)
+    assert obj.exists(), "the upload's stored file was removed under it"

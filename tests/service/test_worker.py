@@ -126,3 +126,57 @@ def test_task_spec_cache_never_serves_a_different_spec_under_the_same_name_and_v
     second = task_spec("reused", 1, {**base, "classes": ["a", "b", "c"]})
     assert first.classes == ("a", "b") and second.classes == ("a", "b", "c")
     assert task_spec("reused", 1, dict(base)) is first  # same content: served from the cache
+
+
+def test_a_prediction_file_is_graded_while_slow_models_hold_the_embedded_workers(course, monkeypatch):
+    """Two models at their time limit must not hold up a classmate's CSV (one pool per queue)."""
+    import threading
+
+    from worker import grading
+    from worker.inprocess import InProcessWorker
+
+    release, graded = threading.Event(), threading.Event()
+
+    def fake_grade(submission_id, **_kw):
+        if submission_id in (1, 2):   # the models: running until their time limit
+            release.wait(20)
+        else:
+            graded.set()
+        return "scored"
+
+    monkeypatch.setattr(grading, "grade_submission", fake_grade)
+    pool = InProcessWorker(course.settings.model_copy(update={"inprocess_workers": 2}))
+    try:
+        pool.submit(1, "gpu")
+        pool.submit(2, "gpu")
+        pool.submit(3, "cpu")
+        assert graded.wait(5), "the prediction file waited behind the models"
+        assert not release.is_set()
+    finally:
+        release.set()
+        assert pool.wait_idle(10)
+        pool.shutdown()
+
+
+def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
+    """A model run that failed after it started (a limit, or a rejected output) and a run stopped
+    by the grading time limit use a submission; server problems and bad prediction files do not."""
+    from grader_api.models import SubmissionKind, Task, User
+    from grader_api.services.tasks import used_today
+
+    now = utcnow()
+    with course.app.state.db.transaction() as s:
+        task = s.scalars(sa.select(Task).where(Task.name == "pets")).one()
+        alice = s.scalars(sa.select(User).where(User.name == "alice")).one()
+        for code in ("resource_limit", "time_limit", "model_rejected", "attempts_exhausted", "wrong_shape"):
+            s.add(Submission(task_id=task.id, user_id=alice.id, kind=SubmissionKind.MODEL,
+                             status=SubmissionStatus.FAILED, error_code=code, file_sha256="0" * 64,
+                             file_size=1, created_at=now, updated_at=now))
+        s.flush()
+        assert used_today(s, task, alice, now) == 3
+    r = course.client.patch("/api/v1/tasks/pets", json={"daily_limit": 4}, headers=auth(course.instructor))
+    assert r.status_code == 200, r.text
+    assert upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.8)).status_code == 202
+    r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.7))
+    assert r.status_code == 429 and r.json()["code"] == "daily_limit", r.text
+    assert "failed model runs do" in r.json()["detail"]
