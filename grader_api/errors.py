@@ -87,8 +87,13 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, _unavailable)
 
     async def _out_of_range(req: Request, exc: Exception):
-        # A value the database cannot hold (an integer past its column's range, say): the
-        # request was invalid, not the server.
+        if _is_server_side_limit(exc):
+            log.error("database limit reached on %s %s: %s", req.method, req.url.path, exc)
+            return JSONResponse(envelope(
+                "the server cannot store new records: a database id sequence or number column has reached "
+                "its limit (a server-side problem, not your request); nothing was stored; tell the course staff",
+                "database_limit"), status_code=500)
+        # A value from the request that the database cannot hold: the request was invalid.
         log.info("value rejected by the database on %s %s: %s", req.method, req.url.path, type(exc).__name__)
         return JSONResponse(envelope("a value in the request is out of range", "invalid_request"),
                             status_code=422)
@@ -102,6 +107,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", req.method, req.url.path)
         return JSONResponse(envelope("internal server error; the problem has been logged", "internal"),
                             status_code=500)
+
+
+# SQLSTATEs of a number the server produced (an id from a sequence) that no longer fits.
+# Numbers from a request are range-checked before they reach the database (routers/deps.py),
+# so these name a server-side limit: sequence_generator_limit_exceeded, numeric_value_out_of_range.
+_SERVER_SIDE_LIMIT_STATES = {"2200H", "22003"}
+
+
+def _is_server_side_limit(exc: Exception) -> bool:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _SERVER_SIDE_LIMIT_STATES
 
 
 def _unavailable_errors(*types: type) -> tuple[type, ...]:

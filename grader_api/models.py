@@ -65,6 +65,11 @@ def _enum(e: type[enum.Enum], name: str) -> sa.Enum:
                    values_callable=lambda cls: [m.value for m in cls], validate_strings=True)
 
 
+# Ids of rows students create without bound (submissions and their outbox messages): 64-bit.
+# SQLite keeps INTEGER, whose PRIMARY KEY is already a 64-bit rowid (BIGINT would lose that).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -92,6 +97,21 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class BrowserSession(Base):
+    """A logged-in browser: its cookie carries a random session id, kept here as its sha256.
+
+    Log-out deletes the row, so a copy of the cookie stops working; revoking the token the
+    browser logged in with ends the session too (the lookup joins the live token).
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_id: Mapped[int] = mapped_column(sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    session_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Task(Base):
@@ -133,7 +153,7 @@ class Submission(Base):
         sa.Index("ix_submissions_status_updated", "status", "updated_at"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     task_id: Mapped[int] = mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[SubmissionKind] = mapped_column(_enum(SubmissionKind, "submission_kind"))
@@ -145,6 +165,8 @@ class Submission(Base):
     late: Mapped[bool] = mapped_column(default=False)
     late_days_used: Mapped[int] = mapped_column(default=0)
     selected: Mapped[bool] = mapped_column(default=False)
+    # When the student last marked it final: the grade export ignores marks made after the close.
+    selected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     attempts: Mapped[int] = mapped_column(default=0)
     claim_id: Mapped[str | None] = mapped_column(sa.String(36))  # fences writes of a superseded run
@@ -175,8 +197,9 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (sa.Index("ix_outbox_unsent", "sent_at", "created_at"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    submission_id: Mapped[int] = mapped_column(sa.ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("submissions.id", ondelete="CASCADE"),
+                                               index=True)
     queue: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""Per-user rate limits with the `limits` library.
+"""Per-user rate limits and per-address failed-authentication limits with the `limits` library.
 
 Storage is in process memory for the embedded default and Redis when `REDIS_URL` is set, so
 several API processes share one budget. If the limit store is unreachable we fail open (and
@@ -28,6 +28,7 @@ class RateLimiter:
         self._storage = storage_from_string(uri, **options)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._limits = {"api": parse(settings.rate_limit), "upload": parse(settings.upload_rate_limit)}
+        self._auth_failures = parse(settings.auth_failure_limit)
 
     def check(self, scope: str, user_id: int) -> None:
         """Count one request of `user_id` in `scope`; raise 429 when over the limit."""
@@ -42,3 +43,27 @@ class RateLimiter:
         retry = max(1, math.ceil(reset - time.time()))
         raise ApiError(429, f"too many requests: limit is {item}; retry in {retry} s",
                        "rate_limited", headers={"Retry-After": str(retry)})
+
+    def auth_retry_after(self, client: str) -> int | None:
+        """Seconds until `client` (an address) may authenticate again; None while it has failures left.
+
+        Only tests the window: asking costs nothing from the budget, so it runs before every
+        token lookup.
+        """
+        item = self._auth_failures
+        try:
+            if self._limiter.test(item, "auth-failure", client):
+                return None
+            reset = self._limiter.get_window_stats(item, "auth-failure", client).reset_time
+        except Exception:
+            log.warning("rate-limit store unavailable; not throttling authentication", exc_info=True)
+            return None
+        return max(1, math.ceil(reset - time.time()))
+
+    def count_auth_failure(self, client: str) -> None:
+        """Count one failed authentication (unknown or revoked token, failed log-in) of `client`."""
+        try:
+            self._limiter.hit(self._auth_failures, "auth-failure", client)
+        except Exception:
+            log.warning("rate-limit store unavailable; failed authentication not counted", exc_info=True)
+

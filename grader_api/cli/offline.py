@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from grader_api.cli.safe_text import for_terminal
+
 DATA_ROOT_ENV = "HELDOUT_DATA_ROOT"
 
 
@@ -50,9 +52,9 @@ def score(
         if not predictions.is_file():
             raise PredictionFormatError("file not found", code="not_found", filename=str(predictions))
         preds = parse_predictions(predictions, spec, split_data, filename=predictions.name)
-        report = evaluate(spec, split_data, preds)
+        report = evaluate(spec, split_data, preds, public_detail=True)  # the caller holds the labels
     except (TaskFileError, SplitError, PredictionFormatError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {for_terminal(exc)}", err=True)  # messages quote the file's own text
         raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(report, allow_nan=False))

@@ -21,6 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from grader_api.cli import config_store
+from grader_api.cli.safe_text import for_rich, for_terminal
 
 EXIT_OK, EXIT_GRADING_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -28,16 +29,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 
 # --------------------------------------------------------------------------------------------
-# output helpers (rich imported lazily: `grade --help` must stay fast)
+# output helpers (rich imported lazily: `grade --help` must stay fast). Every string that came
+# from the server (or names a local file) goes through `for_rich` before it reaches Rich markup
+# or a table cell, and through `for_terminal` before plain output.
 
 
 def _console(stderr: bool = False):  # -> rich.console.Console
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # emoji=False: a `:name:` in student text stays as written.
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)
     if not console.is_terminal:
         # Piped or captured: do not fold cells at 80 columns, so `grep` and logs see whole rows.
-        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=200)
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False, width=200)
     return console
 
 
@@ -50,7 +54,7 @@ def _die(message: str, exit_code: int, as_json: bool, **extra: Any) -> NoReturn:
     """One line on stderr (and, with --json, an error document on stdout), then exit."""
     if as_json:
         _emit_json({"error": message, "exit_code": exit_code, **{k: v for k, v in extra.items() if v is not None}})
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")  # newlines in a message would break "one line"
+    sys.stderr.write(f"error: {' '.join(for_terminal(message).split())}\n")  # one line, no escape sequences
     raise typer.Exit(exit_code)
 
 
@@ -98,7 +102,7 @@ def _fmt_score(v: Any, digits: int = 4) -> str:
         return "—"
     if isinstance(v, (int, float)):
         return f"{v:.{digits}f}"
-    return str(v)
+    return for_rich(v)
 
 
 def _fmt_delta(v: Any, higher_is_better: bool = True) -> str:
@@ -123,7 +127,7 @@ def _parse_time(s: Any) -> datetime | None:
 
 def _fmt_time(s: Any) -> str:
     dt = _parse_time(s)
-    return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else (str(s) if s else "—")
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else (for_rich(s) if s else "—")
 
 
 def _fmt_task_left(task: dict) -> str:
@@ -173,19 +177,19 @@ def _render_submission(sub: dict[str, Any]) -> None:
 
     out = _console()
     status = sub.get("status")
-    title = f"submission {sub.get('id')}"
+    title = f"submission {for_rich(sub.get('id'))}"
     if sub.get("task"):
-        title += f" · task {sub.get('task')}"
-    out.print(f"[bold]{title}[/] · [{_status_style(status)}]{status}[/]")
+        title += f" · task {for_rich(sub.get('task'))}"
+    out.print(f"[bold]{title}[/] · [{_status_style(status)}]{for_rich(status)}[/]")
     if sub.get("note"):
-        out.print(f"note: {sub['note']}")
+        out.print(f"note: {for_rich(sub['note'])}")
     if sub.get("created_at"):
         out.print(f"submitted: {_fmt_time(sub.get('created_at'))}")
     if status == "failed":
-        out.print(f"[red]reason:[/] {sub.get('error') or 'no reason recorded'}")
+        out.print(f"[red]reason:[/] {for_rich(sub.get('error') or 'no reason recorded')}")
         return
     if status != "scored":
-        out.print(f"check again with `grade status {sub.get('id')}`")
+        out.print(f"check again with `grade status {for_rich(sub.get('id'))}`")
         return
 
     parts = [(k, sub[k]) for k in ("public", "private", "overall") if isinstance(sub.get(k), dict) and sub.get(k)]
@@ -198,10 +202,11 @@ def _render_submission(sub: dict[str, Any]) -> None:
                 if m not in metric_names:
                     metric_names.append(m)
         for m in metric_names:
-            t.add_column(m, justify="right")
+            t.add_column(for_rich(m), justify="right")
         t.add_column("n", justify="right")
         for name, p in parts:
-            t.add_row(name, *[_fmt_score((p.get("metrics") or {}).get(m)) for m in metric_names], str(p.get("n", "")))
+            t.add_row(name, *[_fmt_score((p.get("metrics") or {}).get(m)) for m in metric_names],
+                      for_rich(p.get("n", "")))
         out.print(t)
 
     _, part = _report_part(sub)
@@ -215,23 +220,26 @@ def _render_submission(sub: dict[str, Any]) -> None:
         t = Table(title="per class", title_justify="left")
         t.add_column("class")
         for m in cols:
-            t.add_column(m, justify="right")
+            t.add_column(for_rich(m), justify="right")
         for cls, v in per_class.items():
-            t.add_row(cls, *[_fmt_score((v or {}).get(m)) for m in cols])
+            t.add_row(for_rich(cls), *[_fmt_score((v or {}).get(m)) for m in cols])
         out.print(t)
     if part and part.get("most_confused"):
-        pairs = ", ".join(f"{p.get('true')} → {p.get('predicted')} ({p.get('count')})" for p in part["most_confused"][:5])
-        out.print(f"most confused: {pairs}")
+        pairs = ", ".join(f"{p.get('true')} → {p.get('predicted')} ({p.get('count')})"
+                          for p in part["most_confused"][:5])
+        out.print(f"most confused: {for_rich(pairs)}")
+    if part and part.get("withheld"):
+        out.print(f"[dim]{for_rich(part['withheld'])}[/]")
     if part and part.get("undefined"):
-        out.print("[dim]undefined (left out of the mean): "
-                  + ", ".join(f"{u.get('class')} {u.get('metric')}: {u.get('reason')}" for u in part["undefined"]) + "[/]")
+        undefined = ", ".join(f"{u.get('class')} {u.get('metric')}: {u.get('reason')}" for u in part["undefined"])
+        out.print(f"[dim]undefined (left out of the mean): {for_rich(undefined)}[/]")
     overall = sub.get("overall") if isinstance(sub.get("overall"), dict) else {}
     points = overall.get("points")  # {earned, max}; only once private scores are visible
     if isinstance(points, dict) and points.get("max") is not None:
-        out.print(f"points: {points.get('earned')}/{points.get('max')}")
+        out.print(f"points: {for_rich(points.get('earned'))}/{for_rich(points.get('max'))}")
     stats = sub.get("model_stats")
     if isinstance(stats, dict) and stats:
-        out.print("model: " + model_summary(stats))
+        out.print("model: " + for_rich(model_summary(stats)))
 
 
 def model_summary(stats: dict) -> str:
@@ -280,7 +288,8 @@ def login(
         if as_json:
             _emit_json({"server": server, "user": me, "config": str(path)})
         else:
-            _console().print(f"logged in to {server} as [bold]{me.get('name')}[/] ({me.get('role')}); saved to {path}")
+            _console().print(f"logged in to {for_rich(server)} as [bold]{for_rich(me.get('name'))}[/] "
+                             f"({for_rich(me.get('role'))}); saved to {for_rich(path)}")
 
     _guard(as_json, body)
 
@@ -317,8 +326,9 @@ def submit(
                 if as_json:
                     _emit_json(created)
                 else:
-                    _console().print(f"submitted [bold]{sub_id}[/] to {task} ({created.get('status', 'queued')}); "
-                                     f"check it with `grade status {sub_id}`")
+                    _console().print(f"submitted [bold]{for_rich(sub_id)}[/] to {for_rich(task)} "
+                                     f"({for_rich(created.get('status', 'queued'))}); "
+                                     f"check it with `grade status {for_rich(sub_id)}`")
                 return EXIT_OK
             sub = _wait(c, sub_id, timeout, quiet=as_json)
         if as_json:
@@ -342,7 +352,7 @@ def _upload(c, file: Path, task: str, note: str | None, quiet: bool) -> dict[str
 
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), console=err, transient=True) as bar:
-        tid = bar.add_task(file.name, total=size)
+        tid = bar.add_task(for_rich(file.name), total=size)
         return c.submit(file, task, note, progress=lambda sent, total: bar.update(tid, completed=min(sent, total)))
 
 
@@ -350,9 +360,10 @@ def _wait(c, sub_id: Any, timeout: float, quiet: bool) -> dict[str, Any]:
     if quiet:
         return c.wait(sub_id, timeout)
     err = _console(stderr=True)
-    with err.status(f"submission {sub_id}: queued") as live:
+    with err.status(f"submission {for_rich(sub_id)}: queued") as live:
         def on_status(sub: dict[str, Any]) -> None:
-            live.update(f"submission {sub_id}: [{_status_style(sub.get('status'))}]{sub.get('status')}[/]")
+            state = sub.get("status")
+            live.update(f"submission {for_rich(sub_id)}: [{_status_style(state)}]{for_rich(state)}[/]")
 
         return c.wait(sub_id, timeout, on_status=on_status)
 
@@ -424,18 +435,19 @@ def submissions(
             _emit_json({"task": task, "submissions": rows})
             return
         if not rows:
-            _console().print(f"no submissions to {task} yet")
+            _console().print(f"no submissions to {for_rich(task)} yet")
             return
-        t = Table(title=f"{task}: your submissions", title_justify="left")
+        t = Table(title=f"{for_rich(task)}: your submissions", title_justify="left")
         for col, kw in (("#", {"justify": "right"}), ("id", {"justify": "right"}), ("time", {}), ("note", {}),
                         ("public", {"justify": "right"}), ("change", {"justify": "right"}), ("status", {})):
             t.add_column(col, **kw)
         for i, r in enumerate(rows, 1):
             st = r.get("status")
             sel = " ★" if r.get("selected") else ""
-            t.add_row(str(i), str(r.get("id")), _fmt_time(r.get("created_at")), (r.get("note") or "") + sel,
+            t.add_row(str(i), for_rich(r.get("id")), _fmt_time(r.get("created_at")),
+                      for_rich(r.get("note") or "") + sel,
                       _fmt_score(_row_score(r)), _fmt_delta(_row_change(r), hib),
-                      f"[{_status_style(st)}]{st}[/]")
+                      f"[{_status_style(st)}]{for_rich(st)}[/]")
         _console().print(t)
 
     _guard(as_json, body)
@@ -466,16 +478,19 @@ def diff(
         rows = _diff_rows(d)
         metrics = sorted({m for _, per in rows for m in per})
         for m in metrics:
-            t.add_column(f"{m} {a}", justify="right")
-            t.add_column(f"{m} {b}", justify="right")
+            t.add_column(f"{for_rich(m)} {a}", justify="right")
+            t.add_column(f"{for_rich(m)} {b}", justify="right")
             t.add_column("Δ", justify="right")
         for cls, per in rows:
             cells: list[str] = []
             for m in metrics:
                 v = per.get(m) or {}
                 cells += [_fmt_score(v.get("a")), _fmt_score(v.get("b")), _fmt_delta(v.get("delta"), hib)]
-            t.add_row(cls, *cells)
-        out.print(t)
+            t.add_row(for_rich(cls), *cells)
+        if rows or not d.get("withheld"):
+            out.print(t)
+        else:
+            out.print(f"[dim]{for_rich(d['withheld'])}[/]")
 
     _guard(as_json, body)
 
@@ -518,8 +533,9 @@ def leaderboard(
             _emit_json(lb)
             return
         rows = lb.get("rows") or []
-        t = Table(title=f"{task} · {board} leaderboard", title_justify="left")
-        for col, kw in (("rank", {"justify": "right"}), ("name", {}), (lb.get("metric") or "score", {"justify": "right"}),
+        t = Table(title=f"{for_rich(task)} · {board} leaderboard", title_justify="left")
+        for col, kw in (("rank", {"justify": "right"}), ("name", {}),
+                        (for_rich(lb.get("metric") or "score"), {"justify": "right"}),
                         ("entries", {"justify": "right"}), ("last", {})):
             t.add_column(col, **kw)
         for r in rows:
@@ -527,7 +543,8 @@ def leaderboard(
             if isinstance(name, dict):
                 name = name.get("name")
             style = "bold reverse" if r.get("is_me") else None
-            t.add_row(str(r.get("rank", "")), str(name), _fmt_score(r.get("score")), str(r.get("entries", "")),
+            t.add_row(for_rich(r.get("rank", "")), for_rich(name), _fmt_score(r.get("score")),
+                      for_rich(r.get("entries", "")),
                       _fmt_time(r.get("submitted_at") or r.get("last_submission_at")), style=style)
         out = _console()
         out.print(t)
@@ -557,9 +574,9 @@ def tasks(as_json: JsonOpt = False) -> None:
             today = "unlimited" if limit is None and left is None else f"{left}/{limit}" if limit else str(left)
             metric = f"{x.get('metric')} {'↑' if x.get('higher_is_better', True) else '↓'}"
             accepts = x.get("accepts")
-            left_txt = _fmt_task_left(x)
-            t.add_row(str(x.get("name")), str(x.get("title") or ""), metric, _fmt_time(x.get("deadline")),
-                      left_txt, today, ", ".join(accepts) if isinstance(accepts, list) else str(accepts or ""))
+            accepts_txt = ", ".join(map(str, accepts)) if isinstance(accepts, list) else str(accepts or "")
+            t.add_row(for_rich(x.get("name")), for_rich(x.get("title") or ""), for_rich(metric),
+                      _fmt_time(x.get("deadline")), _fmt_task_left(x), for_rich(today), for_rich(accepts_txt))
         out = _console()
         out.print(t)
         if not items:

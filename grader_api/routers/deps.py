@@ -49,7 +49,8 @@ RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
-# Ids are 32-bit INTEGER columns: a larger number in a path or query is answered 422 by
-# validation instead of reaching the database as an out-of-range value (a 500).
-DB_ID_MAX = 2**31 - 1
+# Submission ids are 64-bit (BIGINT on PostgreSQL, SQLite's rowid): a larger number in a path
+# or query is answered 422 by validation and never reaches the database, so an out-of-range
+# value there is the server's own (errors.py answers it as a server-side limit).
+DB_ID_MAX = 2**63 - 1
 SubmissionId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="submission id")]

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from grader_api.errors import ApiError
 from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User
 from grader_api.services.submissions import can_see_private
+from grader_api.services.spreadsheet import spreadsheet_safe
 
 
 @dataclass
@@ -32,6 +33,7 @@ class _Entry:
     selected: bool
     points: float | None
     late_days_used: int
+    selected_at: datetime | None
 
 
 def _ranking_key(task: Task, score: float, entry: _Entry):
@@ -49,11 +51,19 @@ def final_entries(task: Task, entries: list[_Entry]) -> list[_Entry]:
         scored = [e for e in entries if e.public is not None or e.private is not None]
         return [max(scored, key=lambda e: (e.created_at, e.id))] if scored else []
     if task.final_rule == FinalRule.SELECTED:
-        chosen = [e for e in entries if e.selected]
+        chosen = [e for e in entries if e.selected and _selected_before_close(task, e)]
         if chosen:
             return chosen
     best = _best(task, entries, "public")
     return [best] if best else []
+
+
+def _selected_before_close(task: Task, entry: _Entry) -> bool:
+    # Selections are refused once the task has closed, so a mark dated at or after the close
+    # (written past that check, or left by a deadline moved earlier) cannot be trusted for a
+    # grade. Marks older than the selected_at column carry no time and count.
+    closes = task.closes_at
+    return closes is None or entry.selected_at is None or entry.selected_at < closes
 
 
 def _graded(task: Task, entries: list[_Entry]) -> _Entry | None:
@@ -65,7 +75,7 @@ def _entries_by_user(session: Session, task: Task) -> tuple[dict[int, list[_Entr
     rows = session.execute(
         sa.select(Submission.id, Submission.user_id, Submission.created_at,
                   Submission.public_primary, sa.func.coalesce(Submission.private_primary, Submission.overall_primary),
-                  Submission.selected, Submission.points, Submission.late_days_used)
+                  Submission.selected, Submission.points, Submission.late_days_used, Submission.selected_at)
         .where(Submission.task_id == task.id, Submission.status != SubmissionStatus.FAILED,
                Submission.scored_at.is_not(None))
     ).all()
@@ -141,6 +151,6 @@ def grades_csv(session: Session, task: Task) -> str:
     writer = csv.DictWriter(buf, fieldnames=GRADE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in grade_rows(session, task):
-        writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
+        writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else spreadsheet_safe(v)))
                          for k, v in row.items()})
     return buf.getvalue()

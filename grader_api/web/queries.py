@@ -10,18 +10,10 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.models import ApiToken, Role, Submission, Task, User
+from grader_api.models import Role, Submission, Task, User
 
 # Per-class metric shown on the board for each primary metric.
 PER_CLASS_METRIC = {"accuracy": "accuracy", "mean_ap": "ap", "mean_iou": "iou"}
-
-
-def user_for_token_hash(session: Session, token_hash: str) -> User | None:
-    """The user of a live (unrevoked) token, from the hash kept in the session cookie."""
-    return session.scalar(
-        sa.select(User).join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
-    )
 
 
 def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[str, float | None]]:

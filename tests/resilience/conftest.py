@@ -96,6 +96,7 @@ def env(tmp_path_factory):
             "DATABASE_URL": db_url, "REDIS_URL": redis.url, "HELDOUT_VAR_DIR": str(var),
             "HELDOUT_QUEUE_PREFIX": f"res-{secrets.token_hex(3)}-", "HELDOUT_SWEEPER_ENABLED": "true",
             "HELDOUT_RATE_LIMIT": "1000000/minute", "HELDOUT_UPLOAD_RATE_LIMIT": "1000000/minute",
+            "HELDOUT_AUTH_FAILURE_LIMIT": "1000000/minute",
             "HELDOUT_MODEL_DEVICE": "cpu", "HELDOUT_DATASETS_DIR": str(REPO_ROOT / "datasets"),
             "HELDOUT_TEST_MARK_DIR": str(var / "marks"), "PYTHONPATH": str(REPO_ROOT),
             "HELDOUT_LOG_LEVEL": "WARNING",

@@ -74,28 +74,52 @@ def stored_files(storage_dir: Path) -> list[Path]:
     return sorted(p for p in (storage_dir / "objects").rglob("*") if p.is_file())
 
 
+def wait_for_each_other_after(monkeypatch, module, name: str, parties: int) -> None:
+    """Make `parties` concurrent callers of `module.name` wait for each other (up to 2 s) right
+    after it returns: without a lock around that check all pass it before any of them writes;
+    with one, the others are still waiting for the lock, the barrier times out and the first
+    goes on alone."""
+    import threading
+
+    barrier = threading.Barrier(parties, timeout=2.0)
+    check = getattr(module, name)
+
+    def check_then_wait(*args, **kwargs):
+        result = check(*args, **kwargs)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # the others are waiting for the lock: go on alone
+        return result
+
+    monkeypatch.setattr(module, name, check_then_wait)
+
+
 def race_for_the_last_submission(client, token: str, task: str, labels: np.ndarray, monkeypatch) -> list[int]:
     """Two uploads by one student, one submission left today, made to interleave at the worst
-    point: after its daily-limit check each waits (up to 2 s) for the other to pass its own.
-    Without a lock both pass and both are stored; with one, the second checks only after the
-    first has committed. Returns the two status codes, sorted."""
-    import threading
+    point: after its daily-limit check each waits for the other to pass its own. Without a
+    lock both pass and both are stored; with one, the second checks only after the first has
+    committed. Returns the two status codes, sorted."""
     from concurrent.futures import ThreadPoolExecutor
 
     from grader_api.services import tasks as task_service
 
-    both_checked = threading.Barrier(2, timeout=2.0)
-    check = task_service.check_daily_limit
-
-    def check_then_wait(*args, **kwargs):
-        check(*args, **kwargs)
-        try:
-            both_checked.wait()
-        except threading.BrokenBarrierError:
-            pass  # the other upload is waiting for the lock: go on alone
-
-    monkeypatch.setattr(task_service, "check_daily_limit", check_then_wait)
+    wait_for_each_other_after(monkeypatch, task_service, "check_daily_limit", 2)
     files = [predictions_csv(labels, 0.6, seed) for seed in (11, 12)]
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda f: upload(client, token, task, f), files))
+    return sorted(r.status_code for r in answers)
+
+
+def race_to_select(client, token: str, submission_ids: list[int], monkeypatch) -> list[int]:
+    """Select all `submission_ids` at once, each call waiting after its final-count check for
+    the others to pass theirs. Returns the status codes, sorted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader_api.services import submissions as submission_service
+
+    wait_for_each_other_after(monkeypatch, submission_service, "check_final_count", len(submission_ids))
+    with ThreadPoolExecutor(len(submission_ids)) as pool:
+        answers = list(pool.map(
+            lambda sid: client.post(f"/api/v1/submissions/{sid}/select", headers=auth(token)), submission_ids))
     return sorted(r.status_code for r in answers)
