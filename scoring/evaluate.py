@@ -2,6 +2,8 @@
 
 The whole split is at the top level; `parts.public` / `parts.private` follow `split.public_mask`.
 Values are plain floats or None (undefined, listed under `undefined`); NaN never appears.
+The public part carries no per-class breakdown unless the task sets `public_detail`
+(see `withhold_detail`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,24 @@ from scoring.metrics.classification import (
 from scoring.metrics.info import KIND_METRICS, PER_CLASS_KEYS, UNDEFINED_REASONS, metric_info
 from scoring.metrics.segmentation import SegmentationAccumulator, SegmentationResult
 from scoring.points import compute_points
-from scoring.types import Predictions, Split, TaskSpec
+from scoring.types import APVariant, Predictions, Split, TaskSpec
 
 MOST_CONFUSED_K = 10
 _SEG_CHUNK_PIXELS = 1 << 18
 EMPTY_PART_REASON = "no items in this part"
+# The keys of a part that break its score down by class.
+DETAIL_KEYS = ("per_class", "confusion", "most_confused")
+WITHHELD_REASON = (
+    "Per-class values of the public part are not shown: they would reveal which test items are "
+    "public. The private part and the whole split show them once the task closes."
+)
 
 
-def evaluate(task: TaskSpec, split: Split, predictions: Predictions) -> dict[str, Any]:
+def evaluate(
+    task: TaskSpec, split: Split, predictions: Predictions, *, public_detail: bool | None = None
+) -> dict[str, Any]:
+    """The report. `public_detail` overrides the task's setting (True where the caller holds the
+    labels anyway, as `grade score` does)."""
     _check_task(task)
     mask = np.asarray(split.public_mask, dtype=bool)
     if mask.shape != (split.n,):
@@ -44,6 +56,8 @@ def evaluate(task: TaskSpec, split: Split, predictions: Predictions) -> dict[str
     except ValueError as exc:  # metric-level input checks: NaN/inf scores, out-of-range labels
         code = "not_finite" if "NaN" in str(exc) else "class_out_of_range"
         raise PredictionFormatError(str(exc), code=code) from None
+    show_detail = task.public_detail if public_detail is None else public_detail
+    public = {**public, "withheld": None} if show_detail else withhold_detail(public)
     info = metric_info(task.metric)
     report: dict[str, Any] = {
         "task": task.name,
@@ -66,6 +80,29 @@ def _check_task(task: TaskSpec) -> None:
         raise TaskFileError(where, "metric", "one of " + ", ".join(KIND_METRICS[task.kind]), task.metric)
     if task.kind != "classification" and task.ap is None:
         raise TaskFileError(where, "ap", "an AP variant: step, voc or voc07")
+
+
+def _ap_variant(task: TaskSpec) -> APVariant:
+    """The AP variant of a multilabel or segmentation task, which `_check_task` requires."""
+    if task.ap is None:
+        raise TaskFileError(task.source or task.name, "ap", "an AP variant: step, voc or voc07")
+    return task.ap
+
+
+def withhold_detail(part: dict[str, Any]) -> dict[str, Any]:
+    """`part` without its per-class breakdown, with `withheld` saying why.
+
+    A student chooses every prediction, so any exact per-class count of the public part tells
+    them something about the items they varied: nine ids predicted as classes 1-9 (class 0
+    elsewhere) show up in confusion columns 1-9 exactly when they are public, with their labels.
+    Thresholds and rounding do not close this: diffing two submissions, or first moving a count
+    onto a rounding boundary, brings back one id per reported value per submission. What is left
+    is the primary score, one number per submission, as on any public leaderboard.
+    """
+    out = {k: (None if k in DETAIL_KEYS else v) for k, v in part.items()}
+    out["undefined"] = [u for u in part.get("undefined") or [] if u.get("class") is None]
+    out["withheld"] = WITHHELD_REASON
+    return out
 
 
 # -- part assembly ----------------------------------------------------------------------------
@@ -173,7 +210,7 @@ def _multilabel_parts(task: TaskSpec, split: Split, predictions: Predictions, ma
     y = np.asarray(split.labels)
 
     def part(rows: np.ndarray | slice) -> dict[str, Any]:
-        ap = multilabel_average_precision(s[rows], y[rows], task.ap)
+        ap = multilabel_average_precision(s[rows], y[rows], _ap_variant(task))
         return _part(task, int(y[rows].shape[0]), {"mean_ap": mean_defined(ap)}, {"ap": ap})
 
     return part(slice(None)), part(mask), part(~mask)
@@ -189,8 +226,8 @@ def _segmentation_parts(task: TaskSpec, split: Split, predictions: Predictions, 
     expected = (y.shape[0], k) + tuple(y.shape[1:])
     if s.shape != expected:
         raise _shape_error("scores", "(" + ", ".join(map(str, expected)) + ")", s.shape)
-    public = SegmentationAccumulator(k, task.ap, task.ignore_index)
-    private = SegmentationAccumulator(k, task.ap, task.ignore_index)
+    public = SegmentationAccumulator(k, _ap_variant(task), task.ignore_index)
+    private = SegmentationAccumulator(k, _ap_variant(task), task.ignore_index)
     # Feed contiguous runs of images (scores may be memory-mapped); each image goes to one part.
     step = max(1, _SEG_CHUNK_PIXELS // max(1, y.shape[1] * y.shape[2]))
     for i in range(0, y.shape[0], step):

@@ -167,8 +167,8 @@ def read_image_folder(source: Path, classes: tuple[str, ...], *,
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         for p in files:
             try:
-                with Image.open(p) as im:
-                    im = im.convert(mode)
+                with Image.open(p) as opened:
+                    im = opened.convert(mode)
                     if size is not None and im.size != (size[1], size[0]):
                         im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                     arr = np.asarray(im, dtype=np.uint8)
@@ -203,7 +203,7 @@ def import_split(fmt: str, source: str | Path, out: str | Path, *, task: TaskSpe
     if not source.exists():
         raise SplitError(f"{source}: not found")
     if seed is None:
-        seed = secrets.randbelow(2**31)
+        seed = secrets.randbits(63)  # a partition an attacker cannot find by trying every seed
     which = "train" if train else "test"
     id_list: list[str] | None = None
     if fmt in ("cifar10", "cifar100"):

@@ -10,12 +10,12 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from scoring.errors import TaskFileError
-from scoring.types import PointsRule, TaskSpec
+from scoring.types import APVariant, PointsRule, TaskSpec
 
 KINDS = ("classification", "multilabel", "segmentation")
 METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
@@ -33,7 +33,7 @@ REQUIRED_KEYS = ("name", "kind", "classes", "metric", "split")
 OPTIONAL_KEYS = (
     "title", "ap", "public_fraction", "points", "scores", "image_size", "max_upload_mb",
     "input_mean", "input_std", "accepts", "reference_model", "model_time_limit_s",
-    "allow_autocast", "ignore_index",
+    "allow_autocast", "ignore_index", "public_detail",
 )
 ALL_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 
@@ -124,12 +124,14 @@ def parse_task(mapping: Any, source: str = "<task>") -> TaskSpec:
     model_time_limit_s = v.positive("model_time_limit_s", 300.0, MAX_MODEL_TIME_LIMIT_S)
     allow_autocast = v.boolean("allow_autocast", True)
     ignore_index = v.ignore_index(kind, len(classes))
+    public_detail = v.boolean("public_detail", False)
     return TaskSpec(
         name=name, title=title, kind=kind, classes=classes, metric=metric, ap=ap, split=split,
         public_fraction=public_fraction, points=points, scores=scores, image_size=image_size,
         max_upload_mb=max_upload_mb, input_mean=input_mean, input_std=input_std, accepts=accepts,
         reference_model=reference_model, model_time_limit_s=model_time_limit_s,
-        allow_autocast=allow_autocast, ignore_index=ignore_index, source=source,
+        allow_autocast=allow_autocast, ignore_index=ignore_index, public_detail=public_detail,
+        source=source,
     )
 
 
@@ -159,6 +161,8 @@ def task_to_dict(spec: TaskSpec) -> dict[str, Any]:
         out["reference_model"] = spec.reference_model
     if spec.ignore_index is not None:
         out["ignore_index"] = spec.ignore_index
+    if spec.public_detail:  # written only when set, so existing tasks keep their stored spec
+        out["public_detail"] = True
     return out
 
 
@@ -229,7 +233,7 @@ class _Validator:
                                            "index", c)
         return tuple(x)
 
-    def ap(self, kind: str) -> str | None:
+    def ap(self, kind: str) -> APVariant | None:
         x = self.m.get("ap")
         if kind == "classification":
             if x is not None:
@@ -345,7 +349,7 @@ class _Validator:
             raise self.fail("input_std", f"{len(m)} values, one per channel like input_mean", len(s))
         return m, s
 
-    def accepts(self) -> tuple[str, ...]:
+    def accepts(self) -> tuple[Literal["predictions", "model"], ...]:
         x = self.m.get("accepts")
         if x is None:
             return ("predictions",)

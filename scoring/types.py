@@ -53,6 +53,9 @@ class TaskSpec:
     model_time_limit_s: float = 300.0
     allow_autocast: bool = True
     ignore_index: int | None = None      # segmentation label value excluded from scoring (e.g. 255)
+    # Per-class values, confusion matrix and most-confused pairs of the public part. Off by
+    # default: they reveal which items are public and their labels (docs/RELIABILITY.md, D9).
+    public_detail: bool = False
     source: str | None = None            # file the spec was loaded from (for messages)
 
     @property

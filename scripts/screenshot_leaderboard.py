@@ -1,8 +1,9 @@
 """Screenshot of the leaderboard page for the README: `docs/img/leaderboard.png`.
 
 Starts `grade serve --demo` on 127.0.0.1 (a free port, a temporary var dir), logs in as the
-demo student `alice` with the token the demo prints, opens the CIFAR-10 leaderboard with the
-per-class columns, and saves a screenshot. Needs the system Chromium (`apt-get install chromium`).
+demo student `alice` with the token the demo prints, opens the CIFAR-10 leaderboard as she sees
+it before the deadline (the public board: rank, name, score, entries; per-class columns are on the
+private board only), and saves a screenshot. Needs the system Chromium (`apt-get install chromium`).
 
     python scripts/screenshot_leaderboard.py [--out docs/img/leaderboard.png] [--task cifar10]
 """
@@ -37,7 +38,8 @@ def _start_demo(var_dir: Path) -> tuple[subprocess.Popen, str, dict[str, str], P
 
     port = _free_port()
     log = var_dir.parent / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELDOUT_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HELDOUT_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(HELDOUT_VAR_DIR=str(var_dir), HELDOUT_DATASETS_DIR=str(REPO / "datasets"), HELDOUT_LOG_LEVEL="WARNING")
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "grader_api.cli.main", "serve", "--demo", "--host", "127.0.0.1",
@@ -89,7 +91,7 @@ def main() -> None:
                 page.goto(f"{url}/login")
                 page.fill("#token", tokens["alice"])
                 page.click("button[type=submit]")
-                page.goto(f"{url}/tasks/{args.task}?classes=1")
+                page.goto(f"{url}/tasks/{args.task}")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()

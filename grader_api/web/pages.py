@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from grader_api.errors import ApiError
 from grader_api.models import Role, User
-from grader_api.routers.deps import SessionDep
+from grader_api.routers.deps import SessionDep, SubmissionId
 from grader_api.web import charts, queries
 from grader_api.web import session as websession
 from grader_api.web.render import render
@@ -43,8 +43,7 @@ class Viewer:
 
 def _viewer(request: Request, session) -> Viewer:
     sess = websession.load(request)
-    user = queries.user_for_token_hash(session, sess.token_hash) if sess.token_hash else None
-    return Viewer(user, sess)
+    return Viewer(websession.user_of(session, sess), sess)
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -80,17 +79,29 @@ def login_form(request: Request, session: SessionDep, next: str = "/") -> Respon
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
           csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-    from grader_api.auth import authenticate, hash_token
+    from grader_api.auth import client_address, hash_token, live_token
 
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
         return _error(request, v, 403, "The form expired; reload the page and try again.")
-    user = authenticate(session, token.strip())
-    if user is None:
+    limiter, client = request.app.state.limiter, client_address(request)
+    retry = limiter.auth_retry_after(client)
+    if retry is not None and not request.app.state.token_index.may_be_live(session, hash_token(token.strip())):
+        # a throttled address: decided without a per-request lookup (see LiveTokenIndex)
+        resp = render(request, "login.html", {**v.ctx(), "next_url": _safe_next(next),
+                                              "error": f"Too many failed log-ins from your address; "
+                                                       f"try again in {retry} s."},
+                      status=429, sess=v.sess)
+        resp.headers["Retry-After"] = str(retry)
+        return resp
+    row = live_token(session, token.strip())
+    if row is None:
+        limiter.count_auth_failure(client)
         return render(request, "login.html", {**v.ctx(), "next_url": _safe_next(next),
                                               "error": "That token is not valid (or was revoked)."},
                       status=401, sess=v.sess)
-    new = websession.WebSession.new(hash_token(token.strip()))  # fresh CSRF secret after log-in
+    websession.log_out(session, v.sess)  # this browser's previous session, if any, ends here
+    new = websession.log_in(session, row)  # a new session id and CSRF secret after log-in
     resp = RedirectResponse(_safe_next(next), status_code=303)
     websession.store(request, resp, new)
     return resp
@@ -101,6 +112,7 @@ def logout(request: Request, session: SessionDep, csrf_token: Annotated[str, For
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
         return _error(request, v, 403, "The form expired; reload the page and try again.")
+    websession.log_out(session, v.sess)
     resp = RedirectResponse("/login", status_code=303)
     websession.clear(resp)
     return resp
@@ -165,6 +177,9 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
         return render(request, "leaderboard.html", ctx, status=403, sess=v.sess)
     lb = board_service.leaderboard(session, task, board, v.user)
     class_names = list(task.spec.get("classes", []))
+    # Per-class values of the public part would show which items are public; a task may opt in.
+    classes_available = board == "private" or bool(task.spec.get("public_detail"))
+    classes = classes if classes_available else 0
     per_class = queries.board_per_class(session, task, board) if classes else {}
     default_dir = "asc" if sort in ("rank", "name") else "desc"
     if sort == "score" and not task.higher_is_better:
@@ -183,6 +198,7 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
         return f"?{urlencode(q)}"
 
     ctx.update(rows=rows, classes=class_names if classes else [], per_class=per_class, sort=sort, dir=direction,
+               classes_available=classes_available, show_classes=bool(classes),
                sort_link=sort_link, metric=lb["metric"], per_class_metric=queries.PER_CLASS_METRIC.get(task.metric),
                toggle_link="?" + urlencode({"board": board, "sort": sort, "dir": direction,
                                             **({} if classes else {"classes": 1})}))
@@ -214,13 +230,14 @@ def _charts_for(view: dict, kind: str, classes: list[str]) -> dict[str, Any]:
         index = {c: i for i, c in enumerate(cls)}
         pairs = [(index[p["true"]], index[p["predicted"]]) for p in (part.get("most_confused") or [])[:5]
                  if p.get("true") in index and p.get("predicted") in index]
-        out["heatmap"] = charts.heatmap(cls, conf["matrix"], title=f"confusion matrix ({part_name}): rows true, columns predicted",
+        out["heatmap"] = charts.heatmap(cls, conf["matrix"],
+                                        title=f"confusion matrix ({part_name}): rows true, columns predicted",
                                         highlight=pairs)
     return out
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
-def submission_page(request: Request, session: SessionDep, submission_id: int) -> Response:
+def submission_page(request: Request, session: SessionDep, submission_id: SubmissionId) -> Response:
     from grader_api.services.submissions import get_visible, submission_view
 
     v = _viewer(request, session)

@@ -23,11 +23,12 @@ TOP_KEYS = {"task", "kind", "n", "primary_metric", "higher_is_better", "primary"
 PART_KEYS = {"n", "primary", "metrics", "per_class", "undefined"}
 
 
-def make_task(kind, k, metric, ap=None, points=None, public_fraction=0.5, ignore_index=None):
+def make_task(kind, k, metric, ap=None, points=None, public_fraction=0.5, ignore_index=None,
+              public_detail=False):
     return TaskSpec(
         name=f"t-{kind}", title=f"Test {kind}", kind=kind, classes=tuple(f"c{i}" for i in range(k)),
         metric=metric, ap=ap, split="unused", public_fraction=public_fraction, points=points,
-        ignore_index=ignore_index,
+        ignore_index=ignore_index, public_detail=public_detail,
     )
 
 
@@ -45,8 +46,8 @@ def no_nan(report) -> None:
 def check_schema(report, classification: bool):
     extra = {"confusion", "most_confused"} if classification else set()
     assert set(report) == TOP_KEYS | extra
-    for part in report["parts"].values():
-        assert set(part) == PART_KEYS | extra
+    for name, part in report["parts"].items():
+        assert set(part) == PART_KEYS | extra | ({"withheld"} if name == "public" else set())
     no_nan(report)
 
 
@@ -143,7 +144,7 @@ def test_multilabel_report(variant):
     y[mask, 4] = 0  # no positives in the public part only
     y[~mask, 4] = 1
     s = np.round(rng.random((n, k)) + 0.3 * y, 2)
-    task = make_task("multilabel", k, "mean_ap", ap=variant)
+    task = make_task("multilabel", k, "mean_ap", ap=variant, public_detail=True)
     r = evaluate(task, make_split(y, mask), Predictions(scores=s))
     check_schema(r, classification=False)
     assert r["per_class"]["c2"]["ap"] is None
@@ -188,7 +189,7 @@ def test_segmentation_report_parts(dtype):
     s = rng.integers(0, 256, (n, k, h, w)).astype(dtype)
     mask = np.array([True, False, True, True, False, False, True, False, True])
     task = make_task("segmentation", k, "mean_iou", ap="voc", ignore_index=255,
-                     points=PointsRule("threshold", 30, 0.5, 0.2))
+                     points=PointsRule("threshold", 30, 0.5, 0.2), public_detail=True)
     r = evaluate(task, make_split(y, mask), Predictions(scores=s))
     check_schema(r, classification=False)
     whole = segmentation_metrics(s, y, k, "voc", 255)

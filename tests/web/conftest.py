@@ -51,7 +51,8 @@ def web(tmp_path_factory):
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         ids: dict[str, list[int]] = {"alice": [], "bob": []}
         for who, acc, note in (("alice", 0.5, "baseline"), ("alice", 0.8, "+BatchNorm"), ("bob", 0.7, "bob v1")):
-            ids[who].append(_upload(client, tokens[who], "pets", predictions_csv(labels, acc, seed=int(acc * 10)), note))
+            body = predictions_csv(labels, acc, seed=int(acc * 10))
+            ids[who].append(_upload(client, tokens[who], "pets", body, note))
         for who, sids in ids.items():
             for sid in sids:
                 _wait(client, tokens[who], sid)

@@ -82,26 +82,36 @@ def test_leaderboard_sorting_and_per_class_columns(as_alice) -> None:
     names = lambda html: re.findall(r'<td>(?:<a href="/submissions/\d+">)?(alice|bob)', html)  # noqa: E731
     assert names(as_alice.get("/tasks/pets?sort=name&dir=asc").text) == ["alice", "bob"]
     assert names(as_alice.get("/tasks/pets?sort=name&dir=desc").text) == ["bob", "alice"]
+    # The public board has no per-class columns: they would show which items are public (D9).
     r = as_alice.get("/tasks/pets?classes=1&sort=c0&dir=desc")
     head = r.text.split("<tbody>")[0]
-    assert all(f">{c}</a></th>" in head for c in ("cat", "dog", "bird"))
-    assert "per-class accuracy" in r.text
+    assert not any(f">{c}</a></th>" in head for c in ("cat", "dog", "bird"))
+    assert 'id="toggle-classes"' not in r.text and "Per-class columns: on the private board" in r.text
 
 
 def test_instructor_sees_private_board(as_prof) -> None:
     r = as_prof.get("/tasks/pets?board=private")
     assert r.status_code == 200 and 'id="leaderboard"' in r.text
+    r = as_prof.get("/tasks/pets?board=private&classes=1&sort=c0&dir=desc")
+    head = r.text.split("<tbody>")[0]
+    assert all(f">{c}</a></th>" in head for c in ("cat", "dog", "bird")) and "per-class accuracy" in r.text
 
 
 def test_submission_page_has_charts_and_access_rules(web, as_alice) -> None:
     r = as_alice.get(f"/submissions/{web.ids['alice'][1]}")
     assert r.status_code == 200
-    assert 'class="chart bar-chart"' in r.text and 'class="chart heatmap"' in r.text
-    assert r.text.count('class="cell"') == 9 and 'id="most-confused"' in r.text
-    assert "+BatchNorm" in r.text and "shown after the task closes" in r.text  # public part only
+    # Public part only, without its per-class breakdown (D9); the score and a note why.
+    assert 'class="chart bar-chart"' not in r.text and 'class="chart heatmap"' not in r.text
+    assert 'id="most-confused"' not in r.text and 'id="detail-withheld"' in r.text
+    assert 'id="public-score"' in r.text
+    assert "+BatchNorm" in r.text and "shown after the task closes" in r.text
     assert 'http-equiv="refresh"' not in r.text
     r = as_alice.get(f"/submissions/{web.ids['bob'][0]}")
     assert r.status_code == 404 and "not found" in r.text
+    assert login(web.client, web.tokens["prof"]).status_code == 303
+    r = web.client.get(f"/submissions/{web.ids['alice'][1]}")  # the whole split, with its charts
+    assert 'class="chart bar-chart"' in r.text and 'class="chart heatmap"' in r.text
+    assert r.text.count('class="cell"') == 9 and 'id="most-confused"' in r.text
 
 
 def test_pending_submission_page_refreshes_itself(web, as_alice) -> None:
@@ -140,8 +150,8 @@ def test_instructor_filters_histogram_export_and_rescore(web, as_prof) -> None:
     csv = as_prof.get("/instructor/tasks/pets/grades.csv")
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("student,best_public")
     assert as_prof.post("/instructor/tasks/pets/rescore", data={"csrf_token": "forged"}).status_code == 403
-    r = as_prof.post("/instructor/tasks/pets/rescore", data={"csrf_token": csrf_of(as_prof.get("/instructor/tasks/pets").text)},
-                     follow_redirects=False)
+    csrf = csrf_of(as_prof.get("/instructor/tasks/pets").text)
+    r = as_prof.post("/instructor/tasks/pets/rescore", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303 and "done=rescore" in r.headers["location"]
     assert "Re-queued 3 submission(s)" in as_prof.get(r.headers["location"]).text
     from tests.web.conftest import _wait
