@@ -2,6 +2,7 @@
 # One entry point for a fresh machine (Debian, Python 3.11):
 #   ./heldout.sh demo   install what is missing, then run the service on embedded defaults with a demo course
 #   ./heldout.sh test   install what is missing (incl. test tools, PostgreSQL, Redis, Chromium), then run every test
+#   ./heldout.sh lint   install what is missing (incl. test tools), then run ruff on the checkout and mypy on scoring/
 # Extra arguments go to `grade serve` (demo) or pytest (test).
 # HELDOUT_VENV picks the virtual environment (default: .venv in this checkout).
 set -euo pipefail
@@ -121,8 +122,15 @@ case "$cmd" in
     ensure_redis
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  lint)
+    ensure_venv "test"
+    log "ruff check ."
+    "$VENV/bin/ruff" check .
+    log "mypy scoring"
+    "$VENV/bin/mypy" scoring
+    ;;
   *)
-    echo "usage: ./heldout.sh demo [grade serve options] | ./heldout.sh test [pytest options]" >&2
+    echo "usage: ./heldout.sh demo [grade serve options] | ./heldout.sh test [pytest options] | ./heldout.sh lint" >&2
     exit 2
     ;;
 esac

@@ -128,7 +128,13 @@ def run_case(case: Case, quick: bool, workdir: Path, repeats: int) -> dict:
             "cold_infer": cold.stats["ms_per_image"] * n / 1000}
 
 
-NOTE = ("Reading the figures: on a small shared machine run-to-run spread is large (bare ResNet-18 has taken anywhere from 8 s to 22 s for the same 10,000 images on 2 CPUs, depending on what else ran); the 1-minute load average is printed above. The sandbox's cost has two parts: a fixed cost outside inference (staging the files, handing the job to the warm spare, loading the state_dict into the reference model, writing and re-validating scores), and the guest's own batch loop, compared with the bare channels_last loop over the same tensors on the last line. Two back-to-back runs on a quiet 2-CPU machine put the latter at +12% and -1%: within the noise, not a systematic cost of the sandbox.")
+NOTE = ("Reading the figures: on a small shared machine run-to-run spread is large (bare ResNet-18 has taken "
+        "anywhere from 8 s to 22 s for the same 10,000 images on 2 CPUs, depending on what else ran); the 1-minute "
+        "load average is printed above. The sandbox's cost has two parts: a fixed cost outside inference (staging "
+        "the files, handing the job to the warm spare, loading the state_dict into the reference model, writing and "
+        "re-validating scores), and the guest's own batch loop, compared with the bare channels_last loop over the "
+        "same tensors on the last line. Two back-to-back runs on a quiet 2-CPU machine put the latter at +12% and "
+        "-1%: within the noise, not a systematic cost of the sandbox.")
 
 
 def fmt_rate(n: int, s: float) -> str:
@@ -150,7 +156,8 @@ def render(rows: list[dict], quick: bool, repeats: int, load: tuple[float, float
         f"{torch.get_num_threads()} torch threads on both sides; 1-minute load average {load[0]:.1f} before the "
         f"run and {load[1]:.1f} after. "
         + ("" if torch.cuda.is_available() else "No GPU on this machine: CPU only, so no autocast figures. ") +
-        f"Sandbox mode: `{rows[0]['mode']}`. Best of {repeats} interleaved runs per figure (cold: one run). Inputs uint8, normalised inside the loop; "
+        f"Sandbox mode: `{rows[0]['mode']}`. Best of {repeats} interleaved runs per figure (cold: one run). "
+        "Inputs uint8, normalised inside the loop; "
         "same batch size on both sides. Overhead = (sandbox end-to-end − bare) / bare; the sandbox runs the "
         "model in channels_last on CPU as well, so the comparison with the plain bare loop includes that gain, "
         "and the one with `bare + channels_last` isolates the sandbox's own cost.", "",
@@ -171,7 +178,8 @@ def render(rows: list[dict], quick: bool, repeats: int, load: tuple[float, float
               f"{r0['warm']:.2f} s vs bare {r0['bare']:.2f} s ({pct(r0['warm'], r0['bare'])}) and vs bare + "
               f"channels_last {r0['bare_cl']:.2f} s ({pct(r0['warm'], r0['bare_cl'])}); "
               f"fixed cost outside inference {r0['warm'] - r0['infer']:.2f} s; the guest's batch loop "
-              f"{r0['infer']:.2f} s vs bare + channels_last {r0['bare_cl']:.2f} s ({pct(r0['infer'], r0['bare_cl'])}).", ""]
+              f"{r0['infer']:.2f} s vs bare + channels_last {r0['bare_cl']:.2f} s "
+              f"({pct(r0['infer'], r0['bare_cl'])}).", ""]
     return "\n".join(lines)
 
 

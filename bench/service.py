@@ -90,7 +90,7 @@ def _csv_variants(labels: np.ndarray, ids: list[str], classes, count: int) -> li
     wrong = rng.random(len(base)) > 0.6
     base[wrong] = rng.integers(0, len(classes), int(wrong.sum()))
     out = []
-    for k in range(count):
+    for _ in range(count):
         pred = base.copy()
         flip = rng.integers(0, len(pred), 20)
         pred[flip] = rng.integers(0, len(classes), 20)

@@ -221,7 +221,9 @@ def render(records: list[dict], *, full: bool, rc: int, summary: str, seconds: f
     for r in by("schema"):
         parts += [f"schemathesis ({r['name']}, {r['examples_per_operation']} examples per operation): exit code "
                   f"{r['returncode']}; " + " / ".join(s.strip() for s in r["summary"]), ""]
-    parts += [FINDINGS, open_problems(rc, notes), HOW_TO_RUN]
+    # The red-team table is kept by hand beside this script (it names tests, not figures of a run).
+    red_team = (ROOT / "scripts" / "red_team.md").read_text(encoding="utf-8").rstrip("\n") + "\n"
+    parts += [FINDINGS, red_team, open_problems(rc, notes), HOW_TO_RUN]
     return "\n".join(parts)
 
 

@@ -132,7 +132,8 @@ def line_chart(
         v = lo + (hi - lo) * q / 4
         y = py(v)
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}"/>'
-                    f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" fill="{AXIS}" text-anchor="end">{v:.3f}</text>')
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" fill="{AXIS}" '
+                    f'text-anchor="end">{v:.3f}</text>')
     step = max(1, math.ceil(n / 12))  # at most ~12 x labels
     for i, (lb, _) in enumerate(points):
         if i % step == 0 or i == n - 1:
@@ -207,9 +208,13 @@ def heatmap(
             if not c and k > 12 and (i, j) not in hl:
                 continue
             tip = f"true {classes[i]} → predicted {classes[j]}: {c:g} ({rate:.1%} of {classes[i]})"
-            stroke = ' stroke="#dc2626" stroke-width="2.5"' if (i, j) in hl else f' stroke="#ffffff" stroke-width="{0.5 if k > 40 else 1}"'
-            body.append(f'<rect class="cell" data-true="{i}" data-pred="{j}" x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" '
-                        f'height="{cell:.1f}" fill="{_blue(rate)}"{stroke}><title>{escape(tip)}</title></rect>')
+            if (i, j) in hl:
+                stroke = ' stroke="#dc2626" stroke-width="2.5"'
+            else:
+                stroke = f' stroke="#ffffff" stroke-width="{0.5 if k > 40 else 1}"'
+            body.append(f'<rect class="cell" data-true="{i}" data-pred="{j}" x="{x:.1f}" y="{y:.1f}" '
+                        f'width="{cell:.1f}" height="{cell:.1f}" fill="{_blue(rate)}"{stroke}>'
+                        f'<title>{escape(tip)}</title></rect>')
             if show_text and c:
                 fill = "#ffffff" if rate > 0.45 else "#111827"
                 body.append(f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + fs / 3:.1f}" font-size="{fs:.0f}" '

@@ -26,8 +26,8 @@ _SECURITY_HEADERS = {
 @lru_cache(maxsize=1)
 def templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=time_left, deadline_left=deadline_left, pct=fmt_pct,
-                         delta_class=delta_class)
+    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=time_left, deadline_left=deadline_left,
+                         pct=fmt_pct, delta_class=delta_class)
     return t
 
 

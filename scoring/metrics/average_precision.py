@@ -65,8 +65,8 @@ def _integer_view(scores: np.ndarray) -> np.ndarray | None:
         lo, hi = int(scores.min()), int(scores.max())
         return scores.astype(np.int64) if hi - lo < _MAX_COUNT_RANGE else None
     if np.issubdtype(scores.dtype, np.floating) and scores.size >= _FLOAT_INT_CHECK_MIN:
-        lo, hi = float(scores.min()), float(scores.max())
-        if -(2.0**53) < lo and hi < 2.0**53 and hi - lo < _MAX_COUNT_RANGE:
+        low, high = float(scores.min()), float(scores.max())
+        if -(2.0**53) < low and high < 2.0**53 and high - low < _MAX_COUNT_RANGE:
             as_int = scores.astype(np.int64)
             if np.array_equal(as_int, scores):
                 return as_int

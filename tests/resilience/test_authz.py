@@ -115,7 +115,8 @@ def test_guessed_malformed_and_revoked_tokens(course):
             problems.append(f"header {header[:12]!r}: {r.status_code}")
     # replay after revocation
     name = f"carol{secrets.token_hex(2)}"
-    token = env.client.post("/api/v1/users", json={"name": name, "role": "student"}, headers=auth(env.prof)).json()["token"]
+    token = env.client.post("/api/v1/users", json={"name": name, "role": "student"},
+                            headers=auth(env.prof)).json()["token"]
     assert env.client.get("/api/v1/me", headers=auth(token)).status_code == 200
     assert env.client.post(f"/api/v1/users/{name}/revoke", headers=auth(env.prof)).status_code == 200
     replay = env.client.get("/api/v1/me", headers=auth(token))
@@ -207,7 +208,8 @@ def test_private_rows_change_nothing_a_student_sees_even_after_a_rescore(course)
     worse[~public] = (worse[~public] + 1) % k      # private rows: all right in `base`, all wrong here
 
     def csv(pred):
-        return ("id,label\n" + "".join(f"{i},{task.classes[c]}\n" for i, c in zip(task.ids, pred, strict=True))).encode()
+        rows = "".join(f"{i},{task.classes[c]}\n" for i, c in zip(task.ids, pred, strict=True))
+        return ("id,label\n" + rows).encode()
 
     a = auth(env.alice)
     ids = [post_file(env.client, env.alice, task.name, csv(p), note=f"privacy-{n}").json()["id"]

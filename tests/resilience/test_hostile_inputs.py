@@ -117,12 +117,14 @@ def test_request_shape_problems(hostile):
         ("no file part", env.client.post(url, headers=h, data={"note": "x"}, files={"other": ("a", b"1")}),
          400, "missing_file"),
         ("not multipart", env.client.post(url, headers=h, content=good), 415, "unsupported_media_type"),
-        ("two file parts", env.client.post(url, headers=h, files=[("file", ("a.csv", good)), ("file", ("b.csv", good))]),
+        ("two file parts",
+         env.client.post(url, headers=h, files=[("file", ("a.csv", good)), ("file", ("b.csv", good))]),
          400, "bad_request"),
         ("note over 2000 characters", post_file(env.client, env.alice, task.name, good, note="n" * 2001), 422,
          "invalid_request"),
-        ("broken multipart boundary", env.client.post(url, headers={**h, "Content-Type": "multipart/form-data; boundary=zz"},
-                                                      content=b"--yy\r\ngarbage"), 400, None),
+        ("broken multipart boundary",
+         env.client.post(url, headers={**h, "Content-Type": "multipart/form-data; boundary=zz"},
+                         content=b"--yy\r\ngarbage"), 400, None),
     ]
     problems = []
     for name, r, status, code in checks:

@@ -67,7 +67,8 @@ def mtask(env):
     classes = [f"c{i}" for i in range(10)]
     yaml = (f"name: {name}\ntitle: {name}\nkind: classification\nclasses: [{', '.join(classes)}]\n"
             f"metric: accuracy\nsplit: {name}/test\npublic_fraction: 0.5\nmax_upload_mb: 8\n"
-            "accepts: [predictions, model]\ninput_mean: [0.5]\ninput_std: [0.5]\nmodel_time_limit_s: 8\nreference_model: fashion_basenet\n")
+            "accepts: [predictions, model]\ninput_mean: [0.5]\ninput_std: [0.5]\nmodel_time_limit_s: 8\n"
+            "reference_model: fashion_basenet\n")
     r = env.client.post("/api/v1/tasks", json={"yaml": yaml}, headers=auth(env.prof))
     assert r.status_code == 201, r.text
     return env, ModelTask(name, classes, labels, yaml, env.data_root)

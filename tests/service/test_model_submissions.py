@@ -66,7 +66,8 @@ def test_torchscript_submission_is_scored_like_offline_evaluation(model_course, 
     # Offline: the same model in a bare loop, scored by the scoring core.
     import yaml
 
-    spec = parse_task(yaml.safe_load(task_yaml(extra="input_mean: [0.5, 0.5, 0.5]\ninput_std: [0.25, 0.25, 0.25]\n")), "t")
+    normalisation = "input_mean: [0.5, 0.5, 0.5]\ninput_std: [0.25, 0.25, 0.25]\n"
+    spec = parse_task(yaml.safe_load(task_yaml(extra=normalisation)), "t")
     split = load_split(settings.effective_data_root / "pets/test", spec)
     from scoring.splits import load_inputs
 

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Tables: users, api_tokens, tasks, submissions, outbox.
 """
 from alembic import op
@@ -29,7 +29,8 @@ def upgrade() -> None:
     sa.Column('deadline', sa.DateTime(timezone=True), nullable=True),
     sa.Column('late_days', sa.Integer(), nullable=False),
     sa.Column('daily_limit', sa.Integer(), nullable=True),
-    sa.Column('final_rule', sa.Enum('best_public', 'latest', 'selected', name='final_rule', native_enum=False, length=16), nullable=False),
+    sa.Column('final_rule', sa.Enum('best_public', 'latest', 'selected', name='final_rule', native_enum=False,
+                                    length=16), nullable=False),
     sa.Column('final_count', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -61,8 +62,10 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('task_id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.Enum('predictions', 'model', name='submission_kind', native_enum=False, length=16), nullable=False),
-    sa.Column('status', sa.Enum('queued', 'running', 'scored', 'failed', name='submission_status', native_enum=False, length=16), nullable=False),
+    sa.Column('kind', sa.Enum('predictions', 'model', name='submission_kind', native_enum=False, length=16),
+              nullable=False),
+    sa.Column('status', sa.Enum('queued', 'running', 'scored', 'failed', name='submission_status', native_enum=False,
+                                length=16), nullable=False),
     sa.Column('file_sha256', sa.String(length=64), nullable=False),
     sa.Column('file_size', sa.BigInteger(), nullable=False),
     sa.Column('filename', sa.String(length=255), nullable=True),
