@@ -25,7 +25,7 @@ API_PREFIX = "/api/v1"
 
 
 def _start(app: FastAPI, settings: Settings) -> None:
-    from grader_api.auth import LiveTokenIndex
+    from grader_api.tokens import LiveTokenIndex
     from grader_api.db import get_database, migrate
     from grader_api.dispatch import make_relay
     from grader_api.ratelimit import RateLimiter

@@ -182,6 +182,8 @@ def _run_model(path: Path, task, split_dir: Path, settings: Settings):
         run = model_eval.evaluate_model_file(path, task, inputs, device=_model_device(settings), limits=limits)
     except model_eval.ModelLimitExceeded as exc:
         raise StudentFacingFailure(f"model stopped: it {exc} ({COUNTED_NOTICE})", "resource_limit") from None
+    except model_eval.ModelRefused as exc:  # before any sandbox started: free
+        raise StudentFacingFailure(f"model refused: {exc}", "model_refused") from None
     except model_eval.ModelRejected as exc:
         raise StudentFacingFailure(f"model rejected: {exc} ({COUNTED_NOTICE})", "model_rejected") from None
     return run.predictions, dict(run.stats or {})

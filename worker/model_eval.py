@@ -17,14 +17,14 @@ from typing import BinaryIO
 import numpy as np
 
 from scoring.types import Predictions, TaskSpec
-from worker.model_formats import ModelFormat, sniff_model_format
-from worker.sandbox.errors import ModelLimitExceeded, ModelRejected, SandboxUnavailable
+from worker.model_formats import ModelFormat, check_model_file
+from worker.sandbox.errors import ModelLimitExceeded, ModelRefused, ModelRejected, SandboxUnavailable
 from worker.sandbox.inputs import PreparedInputs
 from worker.sandbox.limits import SandboxLimits
 from worker.sandbox.pool import get_pool
 from worker.sandbox.process import SandboxProcess
 
-__all__ = ["ModelLimitExceeded", "ModelRejected", "ModelRun", "SandboxLimits", "SandboxUnavailable",
+__all__ = ["ModelLimitExceeded", "ModelRefused", "ModelRejected", "ModelRun", "SandboxLimits", "SandboxUnavailable",
            "default_device", "evaluate_model_file"]
 
 _CPU_BATCH_ELEMENTS = 1 << 20      # ~4 MB of float input per batch on CPU
@@ -152,26 +152,17 @@ def _read_scores(box: SandboxProcess, expected: list[int | None], n: int, task: 
     return scores
 
 
-def _check_accepts(task: TaskSpec, fmt: ModelFormat) -> None:
-    if "model" not in task.accepts:
-        raise ModelRejected(f"task {task.name} does not accept model files; upload a predictions file")
-    if fmt.is_state_dict and not task.reference_model:
-        raise ModelRejected(
-            f"task {task.name} names no reference architecture, so a state_dict cannot be evaluated; "
-            "upload a TorchScript archive (torch.jit.save) or an exported program (torch.export.save)")
-
-
 def evaluate_model_file(path: Path, task: TaskSpec, inputs: np.ndarray | Path, *,
                         device: str = "cpu", limits: SandboxLimits | None = None) -> ModelRun:
     """Run the model at `path` on `inputs` (split order) in a sandbox and return its scores.
 
-    Raises ModelRejected (a reason for the student) for anything wrong with the submission,
-    SandboxUnavailable when this machine cannot sandbox at all, ValueError for bad inputs/task.
+    Raises ModelRejected (a reason for the student) for anything wrong with the submission:
+    ModelRefused before any sandbox started, ModelLimitExceeded for a limit; SandboxUnavailable
+    when this machine cannot sandbox at all, ValueError for bad inputs/task.
     """
     path = Path(path)
     limits = limits or SandboxLimits(wall_time_s=task.model_time_limit_s)
-    fmt = sniff_model_format(path)
-    _check_accepts(task, fmt)
+    fmt = check_model_file(path, task)
     pool = get_pool()
     threads = _threads(limits)
     prepared = pool.inputs.prepare(inputs)

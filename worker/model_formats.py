@@ -28,7 +28,8 @@ from scoring.parsers.zipdir import (
     iter_zip_entries,
     member_data_offset,
 )
-from worker.sandbox.errors import ModelRejected
+from scoring.types import TaskSpec
+from worker.sandbox.errors import ModelRefused, ModelRejected
 
 ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"                        # pickle protocol >= 2 opcode
@@ -407,3 +408,23 @@ def sniff_model_format(path: Path) -> ModelFormat:
     if head.startswith(ZIP_MAGIC):
         return _zip_format(path)
     raise ModelRejected(f"not a model file: expected {EXPECTED}, found {_describe_unknown(head)}")
+
+
+def check_model_file(path: Path, task: TaskSpec) -> ModelFormat:
+    """The format of the model file at `path`, if `task` can run it; ModelRefused otherwise.
+
+    Plain data only (nothing is unpickled or run): the API calls it at upload, the worker again
+    before it starts a sandbox."""
+    try:
+        fmt = sniff_model_format(path)
+    except ModelRefused:
+        raise
+    except ModelRejected as exc:
+        raise ModelRefused(str(exc)) from None
+    if "model" not in task.accepts:
+        raise ModelRefused(f"task {task.name} does not accept model files; upload a predictions file")
+    if fmt.is_state_dict and not task.reference_model:
+        raise ModelRefused(
+            f"task {task.name} names no reference architecture, so a state_dict cannot be evaluated; "
+            "upload a TorchScript archive (torch.jit.save) or an exported program (torch.export.save)")
+    return fmt

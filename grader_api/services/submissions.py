@@ -10,7 +10,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.auth import authenticate
 from grader_api.db import lock_row
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.errors import ApiError, not_found
@@ -19,6 +18,7 @@ from grader_api.services import tasks as task_service
 from grader_api.services.split_cache import load_split_cached
 from grader_api.services.upload_kind import check_model_upload, detect_upload_kind
 from grader_api.storage import LocalStorage
+from grader_api.tokens import authenticate
 from scoring.errors import PredictionFormatError, ScoringError
 
 # Parser error kinds that mean "this is not a file type we take" rather than "a bad file".
@@ -94,7 +94,7 @@ def inspect_upload(*, data_root: Path, task: Task, temp_path: Path, filename: st
     if kind == SubmissionKind.PREDICTIONS:
         _validate_predictions(temp_path, spec, data_root, display, cpu_budget_s)
     else:
-        check_model_upload(temp_path)
+        check_model_upload(temp_path, spec)
     return InspectedUpload(kind, display, note or None)
 
 

@@ -194,7 +194,7 @@ def spec_of(task: Task) -> TaskSpec:
 # until just under its limit, then fail on purpose). Other failures (a server problem such as
 # attempts_exhausted, a file refused before it ran) are free.
 COUNTED_FAILURE_CODES = ("resource_limit", "time_limit", "model_rejected")
-COUNTED_NOTICE = "this run counts against the daily submission limit, as every model run does"
+COUNTED_NOTICE = "this run counts against the daily submission limit: it held a grader"
 
 
 def utc_day_start(now: datetime) -> datetime:
@@ -246,8 +246,9 @@ def check_daily_limit(session: Session, task: Task, user: User, now: datetime) -
     if used >= task.daily_limit:
         reset = utc_day_start(now) + timedelta(days=1)
         raise ApiError(429, f"daily limit reached: {used} of {task.daily_limit} submissions for "
-                            f"'{task.name}' today (UTC; failed prediction files do not count, failed model runs "
-                            f"do); the limit resets at {reset.isoformat()}", "daily_limit",
+                            f"'{task.name}' today (UTC; failed submissions do not count unless they held a grader: "
+                            f"a model run, or a run stopped by the grading time limit); the limit resets at "
+                            f"{reset.isoformat()}", "daily_limit",
                        headers={"Retry-After": str(max(1, int((reset - now).total_seconds())))})
 
 

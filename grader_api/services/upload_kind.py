@@ -20,6 +20,7 @@ from typing import BinaryIO
 from grader_api.errors import ApiError
 from grader_api.models import SubmissionKind
 from scoring.parsers.codes import ErrorCode
+from scoring.types import TaskSpec
 from scoring.parsers.zipdir import (
     ZipDirectoryError,
     ZipDirectoryTooLarge,
@@ -28,7 +29,7 @@ from scoring.parsers.zipdir import (
 from worker.model_formats import (
     MAX_ZIP_DIRECTORY_BYTES,
     MAX_ZIP_ENTRIES,
-    sniff_model_format,
+    check_model_file,
 )
 from worker.sandbox.errors import ModelRejected
 
@@ -49,10 +50,10 @@ def detect_upload_kind(path: Path) -> SubmissionKind:
     return SubmissionKind.PREDICTIONS
 
 
-def check_model_upload(path: Path) -> None:
+def check_model_upload(path: Path, task: TaskSpec) -> None:
     """Refuse now, with 422, a model file the worker would refuse before running it."""
     try:
-        sniff_model_format(path)
+        check_model_file(path, task)
     except ModelRejected as exc:
         raise ApiError(422, f"model rejected: {exc}", "model_rejected") from None
 

@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.auth import issue_token, revoke_tokens
+from grader_api.tokens import issue_token, revoke_tokens
 from grader_api.errors import ApiError, not_found
 from grader_api.models import Role, User
 

@@ -79,14 +79,16 @@ def login_form(request: Request, session: SessionDep, next: str = "/") -> Respon
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
           csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/") -> Response:
-    from grader_api.auth import client_address, hash_token, live_token
+    from grader_api.auth import client_address
+    from grader_api.tokens import hash_token, live_token
 
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
         return _error(request, v, 403, "The form expired; reload the page and try again.")
     limiter, client = request.app.state.limiter, client_address(request)
     retry = limiter.auth_retry_after(client)
-    if retry is not None and not request.app.state.token_index.may_be_live(session, hash_token(token.strip())):
+    index = request.app.state.token_index
+    if retry is not None and not index.may_be_live(request.app.state.db, hash_token(token.strip())):
         # a throttled address: decided without a per-request lookup (see LiveTokenIndex)
         resp = render(request, "login.html", {**v.ctx(), "next_url": _safe_next(next),
                                               "error": f"Too many failed log-ins from your address; "

@@ -96,3 +96,62 @@ def test_kind_detection_of_a_hostile_zip_takes_bounded_memory(tmp_path, build):
         tracemalloc.stop()
     assert err.value.status == 422 and err.value.code == "archive_too_large"
     assert peak < 2 << 20, peak    # zipfile.ZipFile: ~90 MB and ~300 MB
+
+
+def test_state_dict_for_a_task_without_a_reference_architecture_is_422_at_upload(model_task):
+    """The worker would refuse it before starting a sandbox; refused at upload, it costs nothing
+    and the student learns at once what to upload instead."""
+    from safetensors.numpy import save
+
+    client, tokens, settings = model_task
+    r = upload(client, tokens["alice"], "pets", save({"fc.weight": np.zeros((4, 3), np.float32)}),
+               filename="weights.safetensors")
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "model_rejected"
+    assert "names no reference architecture" in body["detail"] and "torch.jit.save" in body["detail"]
+    _assert_nothing_recorded(client, tokens, settings)
+
+
+def test_a_model_refused_by_the_worker_before_any_sandbox_is_free(model_task, monkeypatch):
+    """A refusal found only by the worker (here: the task stopped taking models after the upload)
+    is recorded as model_refused, which does not use up the day's submissions."""
+    from worker.sandbox.errors import ModelRefused
+
+    client, tokens, settings = model_task
+    r = client.patch("/api/v1/tasks/pets", json={"daily_limit": 1}, headers=auth(tokens["prof"]))
+    assert r.status_code == 200, r.text
+
+    def refuse(path, task, inputs, **_):
+        raise ModelRefused(f"task {task.name} does not accept model files; upload a predictions file")
+
+    monkeypatch.setattr("worker.model_eval.evaluate_model_file", refuse)
+    r = upload(client, tokens["alice"], "pets", _tiny_torchscript(), filename="model.pt")
+    assert r.status_code == 202, r.text
+    sub = _wait_finished(client, tokens["alice"], r.json()["id"])
+    assert sub["status"] == "failed" and sub["error_code"] == "model_refused"
+    assert "counts against" not in sub["error"]
+    me = client.get("/api/v1/tasks/pets", headers=auth(tokens["alice"])).json()
+    assert me["submissions_left_today"] == 1
+
+
+def _tiny_torchscript() -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Flatten()), buf)
+    return buf.getvalue()
+
+
+def _wait_finished(client, token, sid, timeout_s=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sub = client.get(f"/api/v1/submissions/{sid}", headers=auth(token)).json()
+        if sub["status"] in ("scored", "failed"):
+            return sub
+        time.sleep(0.1)
+    raise AssertionError(f"submission {sid} not finished after {timeout_s} s")

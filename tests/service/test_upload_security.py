@@ -178,7 +178,7 @@ def test_a_205_mb_body_around_a_small_file_is_413_without_reading_it_all(course)
 # --- a token revoked while the upload was in flight ---------------------------------------
 
 def test_token_revoked_during_validation_records_nothing(any_course, monkeypatch):
-    from grader_api.auth import revoke_tokens
+    from grader_api.tokens import revoke_tokens
 
     course = any_course
     inspect = submission_service.inspect_upload
@@ -197,7 +197,7 @@ def test_token_revoked_during_validation_records_nothing(any_course, monkeypatch
 
 
 def _revoke_alice(course) -> None:
-    from grader_api.auth import revoke_tokens
+    from grader_api.tokens import revoke_tokens
 
     with course.app.state.db.transaction() as s:
         revoke_tokens(s, s.scalars(sa.select(User).where(User.name == "alice")).one())
@@ -239,7 +239,7 @@ def test_a_revocation_waits_for_an_upload_past_its_token_check(any_course, monke
 def test_an_upload_reaching_its_token_check_during_a_revocation_is_refused(any_course):
     """A revocation holds the same lock until it commits: the upload's re-check waits for it,
     then sees the token revoked."""
-    from grader_api.auth import revoke_tokens
+    from grader_api.tokens import revoke_tokens
 
     course = any_course
     revoking, release = threading.Event(), threading.Event()

@@ -160,7 +160,8 @@ def test_a_prediction_file_is_graded_while_slow_models_hold_the_embedded_workers
 
 def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
     """A model run that failed after it started (a limit, or a rejected output) and a run stopped
-    by the grading time limit use a submission; server problems and bad prediction files do not."""
+    by the grading time limit use a submission; server problems, bad prediction files and a model
+    refused before any sandbox started (`model_refused`) do not."""
     from grader_api.models import SubmissionKind, Task, User
     from grader_api.services.tasks import used_today
 
@@ -168,7 +169,8 @@ def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
     with course.app.state.db.transaction() as s:
         task = s.scalars(sa.select(Task).where(Task.name == "pets")).one()
         alice = s.scalars(sa.select(User).where(User.name == "alice")).one()
-        for code in ("resource_limit", "time_limit", "model_rejected", "attempts_exhausted", "wrong_shape"):
+        for code in ("resource_limit", "time_limit", "model_rejected", "attempts_exhausted", "wrong_shape",
+                     "model_refused"):
             s.add(Submission(task_id=task.id, user_id=alice.id, kind=SubmissionKind.MODEL,
                              status=SubmissionStatus.FAILED, error_code=code, file_sha256="0" * 64,
                              file_size=1, created_at=now, updated_at=now))
@@ -179,4 +181,4 @@ def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
     assert upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.8)).status_code == 202
     r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.7))
     assert r.status_code == 429 and r.json()["code"] == "daily_limit", r.text
-    assert "failed model runs do" in r.json()["detail"]
+    assert "unless they held a grader" in r.json()["detail"]

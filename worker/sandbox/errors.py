@@ -7,6 +7,11 @@ class ModelRejected(Exception):
     """The submission failed for a reason the student can act on; `str()` is that reason."""
 
 
+class ModelRefused(ModelRejected):
+    """Refused before any sandbox started (format, or a format the task cannot run): it held no
+    grader, so it costs no submission."""
+
+
 class ModelLimitExceeded(ModelRejected):
     """The run was stopped by a resource limit; `limit` says which (time, memory, cpu, output)."""
 
