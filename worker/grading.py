@@ -19,7 +19,7 @@ import math
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -122,17 +122,19 @@ def _claim(db: Database, submission_id: int, settings: Settings) -> str | None:
         s.execute(
             sa.update(Submission)
             .where(Submission.id == submission_id, claimable, Submission.attempts >= settings.max_attempts)
-            .values(status=SubmissionStatus.FAILED, claim_id=None, finished_at=now, updated_at=now,
-                    error=attempts_exhausted_message(settings.max_attempts), error_code="attempts_exhausted",
-                    **_cleared_scores())
+            .values(**attempts_exhausted(settings.max_attempts, now))
             .execution_options(synchronize_session=False)
         )
     return None
 
 
-def attempts_exhausted_message(n: int) -> str:
-    return (f"grading failed after {n} attempts (a server-side problem, not your file); "
-            "the course staff can see the logs — you may resubmit the same file")
+def attempts_exhausted(attempts: int, now: datetime) -> dict:
+    """The one failed state a submission ends in when its attempts ran out, from the worker (its
+    claim or its last release) or from the sweeper: the columns an UPDATE sets."""
+    return dict(status=SubmissionStatus.FAILED, claim_id=None, finished_at=now, updated_at=now,
+                error=(f"grading failed after {attempts} attempts (a server-side problem, not your "
+                       "file); the course staff can see the logs — you may resubmit the same file"),
+                error_code="attempts_exhausted", **_cleared_scores())
 
 
 # --- score -------------------------------------------------------------------------------
@@ -263,10 +265,7 @@ def _release_or_fail(db: Database, submission_id: int, claim_id: str, settings: 
         attempts, kind = s.execute(
             sa.select(Submission.attempts, Submission.kind).where(Submission.id == submission_id)).one()
         if attempts >= settings.max_attempts:
-            res = s.execute(_fenced(submission_id, claim_id).values(
-                status=SubmissionStatus.FAILED, claim_id=None, finished_at=now, updated_at=now,
-                error=attempts_exhausted_message(attempts), error_code="attempts_exhausted",
-                **_cleared_scores()))
+            res = s.execute(_fenced(submission_id, claim_id).values(**attempts_exhausted(attempts, now)))
             return _outcome_status(res.rowcount, submission_id, SubmissionStatus.FAILED)
         res = s.execute(_fenced(submission_id, claim_id).values(
             status=SubmissionStatus.QUEUED, claim_id=None, updated_at=now))

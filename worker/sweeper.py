@@ -29,7 +29,7 @@ from grader_api.config import Settings
 from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.models import Outbox, Submission, SubmissionKind, SubmissionStatus, utcnow
 from grader_api.storage import LocalStorage
-from worker.grading import attempts_exhausted_message
+from worker.grading import attempts_exhausted
 from worker.storage_gc import collect_garbage
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,8 @@ def sweep_once(settings: Settings, relay: OutboxRelay) -> SweepResult:
 def _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result) -> bool:
     now = utcnow()
     if attempts >= settings.max_attempts:
-        res = s.execute(sa.update(Submission).where(*guard).values(
-            status=SubmissionStatus.FAILED, claim_id=None, finished_at=now, updated_at=now,
-            error=attempts_exhausted_message(attempts), error_code="attempts_exhausted",
-            report=None, public_primary=None, private_primary=None, overall_primary=None,
-            points=None, scored_at=None).execution_options(synchronize_session=False))
+        res = s.execute(sa.update(Submission).where(*guard).values(**attempts_exhausted(attempts, now))
+                        .execution_options(synchronize_session=False))
         result.failed += res.rowcount or 0
         return False
     res = s.execute(sa.update(Submission).where(*guard).values(

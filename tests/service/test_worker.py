@@ -182,3 +182,44 @@ def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
     r = upload(course.client, course.alice, "pets", predictions_csv(course.labels, 0.7))
     assert r.status_code == 429 and r.json()["code"] == "daily_limit", r.text
     assert "unless they held a grader" in r.json()["detail"]
+
+
+_FAILED_STATE = ("status", "claim_id", "error", "error_code", "report", "public_primary", "private_primary",
+                 "overall_primary", "points", "model_stats", "scored_at", "scored_spec_version")
+
+
+def _exhausted_state(course, sid) -> dict:
+    row = _row(course, sid)
+    state = {k: getattr(row, k) for k in _FAILED_STATE}
+    assert row.finished_at is not None
+    return state
+
+
+@pytest.mark.parametrize("path", ["sweeper", "worker release", "worker claim"])
+def test_attempts_exhausted_ends_in_the_same_state_from_the_worker_and_the_sweeper(course, monkeypatch, path):
+    """One transition, three callers: a scored row whose rescore ran out of attempts keeps none of
+    its old scores, model statistics or spec version, whichever part of the system ends it (the
+    sweeper's copy once left model_stats and scored_spec_version behind)."""
+    from worker import grading
+
+    sub = _scored(course)
+    sid, n = sub["id"], course.settings.max_attempts
+    old = utcnow() - timedelta(hours=1)
+    with course.app.state.db.transaction() as s:  # a scored row, now being rescored for the last time
+        s.execute(sa.update(Submission).where(Submission.id == sid).values(
+            model_stats={"params": 1}, status=SubmissionStatus.RUNNING, claim_id="run-3", started_at=old,
+            attempts=n))
+    if path == "sweeper":
+        assert sweep_once(course.settings, course.app.state.relay).failed == 1
+    elif path == "worker release":
+        assert grading._release_or_fail(course.app.state.db, sid, "run-3", course.settings,
+                                        course.app.state.relay) == "failed"
+    else:  # a redelivered message finds the row stuck and out of attempts
+        assert grade_submission(sid, settings=course.settings) == "skipped"
+    assert _exhausted_state(course, sid) == {
+        "status": SubmissionStatus.FAILED, "claim_id": None,
+        "error": f"grading failed after {n} attempts (a server-side problem, not your file); the course staff "
+                 "can see the logs — you may resubmit the same file",
+        "error_code": "attempts_exhausted", "report": None, "public_primary": None, "private_primary": None,
+        "overall_primary": None, "points": None, "model_stats": None, "scored_at": None,
+        "scored_spec_version": None}
