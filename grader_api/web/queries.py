@@ -38,10 +38,6 @@ def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[
     return out
 
 
-def task_names(session: Session) -> list[str]:
-    return list(session.scalars(sa.select(Task.name).order_by(Task.name)))
-
-
 def student_names(session: Session) -> list[str]:
     return list(session.scalars(sa.select(User.name).where(User.role == Role.STUDENT).order_by(User.name)))
 

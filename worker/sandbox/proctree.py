@@ -89,11 +89,6 @@ def pid_namespace(pid: int) -> int | None:
         return None
 
 
-def process_group(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[2]) if fields else None
-
-
 def members(pid_ns: int | None, pgid: int | None) -> list[int]:
     """Live (non-zombie) processes in the sandbox's pid namespace, or else in its process group.
 
