@@ -18,7 +18,7 @@ import torch
 
 from tests.model_eval.helpers import save_torchscript
 from tests.service.helpers import CLASSES, ids_for, task_yaml
-from worker.sandbox.isolation import detect_mode
+from worker.sandbox.isolation import sandbox_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N = 16
@@ -74,7 +74,7 @@ def _wait_scored(client: httpx.Client, token: str, sid: int, timeout: float = 18
 
 @pytest.mark.slow
 def test_grade_serve_stopped_with_sigterm_removes_its_sandbox_runtime_dir(tmp_path):
-    if detect_mode() == "none":
+    if sandbox_status().mode == "none":
         pytest.skip("no sandbox on this machine")
     tokens = _model_course(tmp_path / "var")
     sandbox_parent = tmp_path / "sandbox"
@@ -117,7 +117,7 @@ def test_grade_serve_stopped_with_sigterm_removes_its_sandbox_runtime_dir(tmp_pa
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert _sandbox_dirs(sandbox_parent) == [], log.read_text()[-3000:]
-    assert f"model sandbox: {detect_mode()}" in log.read_text()
+    assert f"model sandbox: {sandbox_status().mode}" in log.read_text()
 
 
 # --- fallback mode: refused while the sandbox's user could read the service's data ----------------
@@ -127,7 +127,7 @@ def _fallback_available() -> bool:
 
     isolation.prefer_fallback(True)
     try:
-        return isolation.detect_mode() == "fallback"
+        return isolation.sandbox_status().mode == "fallback"
     finally:
         isolation.prefer_fallback(False)
 
@@ -236,7 +236,7 @@ def test_grade_worker_stopped_with_sigterm_removes_its_pools_runtime_dirs(tmp_pa
     from tests.service import real_stack
     from tests.service.conftest import seed_users
 
-    if detect_mode() == "none":
+    if sandbox_status().mode == "none":
         pytest.skip("no sandbox on this machine")
     real_stack.require_postgres()
     real_stack.require_redis()
@@ -283,4 +283,4 @@ def test_grade_worker_stopped_with_sigterm_removes_its_pools_runtime_dirs(tmp_pa
         finally:
             real_stack.clear_redis_prefix(prefix)
     assert _sandbox_dirs(sandbox_parent) == [], log.read_text()[-3000:]
-    assert f"model sandbox: {detect_mode()}" in log.read_text()
+    assert f"model sandbox: {sandbox_status().mode}" in log.read_text()

@@ -117,11 +117,6 @@ def sandbox_status() -> SandboxStatus:
     return _probe_fallback() if _fallback_configured else _probe_bwrap()
 
 
-def detect_mode() -> str:
-    """'bwrap', 'fallback' or 'none' (see sandbox_status)."""
-    return sandbox_status().mode
-
-
 def _probe_bwrap() -> SandboxStatus:
     bwrap = shutil.which("bwrap")
     if bwrap is None:

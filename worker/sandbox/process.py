@@ -76,22 +76,28 @@ class SandboxProcess:
         self.launch = build_launch(mode, self.dirs, runtime_dir, threads, cuda_visible, physical,
                                    output_bytes=output_bytes)
         self._boot_log = self.dirs.root / "boot.log"
-        with open(self._boot_log, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.launch.argv, env=self.launch.env, cwd=self.dirs.root,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                start_new_session=True, close_fds=True)
+        # The guest's output directory, read only through this descriptor (see outputs.py), opened
+        # before the guest starts so a failure here leaves no process behind. Under bubblewrap it is
+        # a tmpfs inside the sandbox, reached once the guest is up.
+        self._out_fd: int | None = None
+        if mode != "bwrap":
+            self._out_fd = os.open(self.dirs.outputs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            with open(self._boot_log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    self.launch.argv, env=self.launch.env, cwd=self.dirs.root,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    start_new_session=True, close_fds=True)
+        except BaseException:
+            if self._out_fd is not None:
+                os.close(self._out_fd)
+            raise
         self.started = time.monotonic()
         self.ready_at: float | None = None
         self._pid_ns: int | None = None      # the guest's pid namespace (bwrap)
         self._ns_fd: int | None = None       # keeps that namespace's inode number from being reused
         self.leftover: list[int] | None = None   # processes still found after close() (should be [])
         self._pgid: int | None = self.proc.pid   # its process group (fallback: setsid is refused)
-        # The guest's output directory, read only through this descriptor (see outputs.py).
-        # Under bubblewrap it is a tmpfs inside the sandbox, reached once the guest is up.
-        self._out_fd: int | None = None
-        if mode != "bwrap":
-            self._out_fd = os.open(self.dirs.outputs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     @property
     def alive(self) -> bool:
