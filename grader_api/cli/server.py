@@ -61,7 +61,7 @@ def _sandbox_paths(settings) -> list[Path]:
 
 def _check_sandbox(settings) -> None:
     """Say how model files will be run here; refuse to start where fallback would expose data."""
-    from worker.sandbox.exposure import readable_by_guest
+    from worker.sandbox.exposure import guest_python_problem, readable_by_guest
     from worker.sandbox.isolation import prefer_fallback, sandbox_status
 
     prefer_fallback(settings.sandbox_mode == "fallback")
@@ -73,6 +73,12 @@ def _check_sandbox(settings) -> None:
         return
     from worker.sandbox.pool import runtime_parent
 
+    problem = guest_python_problem()
+    if problem is not None:
+        typer.echo(f"error: HELDOUT_SANDBOX_MODE=fallback runs models as nobody, who cannot run this "
+                   f"Python with its packages ({sys.executable}): {problem}\nInstall the environment "
+                   "where nobody can read it (not under a 0700 home directory) and start again.", err=True)
+        raise typer.Exit(1)
     # The sandbox's own directory is meant for the guest (its inputs), and is not data.
     exposed = readable_by_guest(_sandbox_paths(settings), exclude=runtime_parent(settings.sandbox_dir))
     if exposed:

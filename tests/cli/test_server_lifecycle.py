@@ -173,6 +173,7 @@ def test_fallback_mode_refuses_to_start_while_nobody_can_read_the_labels(command
 
     if not _fallback_available():
         pytest.skip("unshare/setpriv cannot run here")
+    _python_usable_by_nobody(monkeypatch)
     var = world_traversable / "var"
     split = var / "data" / "pets" / "test"
     write_split(split, np.arange(4) % 2, seed=0)
@@ -204,7 +205,7 @@ def test_fallback_mode_refuses_to_start_while_nobody_can_read_the_labels(command
 
 
 @needs_fallback
-def test_fallback_mode_starts_when_the_data_is_owner_only(world_traversable, restore_process_state):
+def test_fallback_mode_starts_when_the_data_is_owner_only(world_traversable, restore_process_state, monkeypatch):
     """Files the service created itself pass the check (the worker then goes on to Celery)."""
     from grader_api.cli import server
     from grader_api.config import Settings
@@ -212,6 +213,7 @@ def test_fallback_mode_starts_when_the_data_is_owner_only(world_traversable, res
 
     if not _fallback_available():
         pytest.skip("unshare/setpriv cannot run here")
+    _python_usable_by_nobody(monkeypatch)
     var = world_traversable / "var"
     write_split(var / "data" / "pets" / "test", np.arange(4) % 2, seed=0)
     for path in (var, var / "data", var / "data" / "pets"):
@@ -284,3 +286,9 @@ def test_grade_worker_stopped_with_sigterm_removes_its_pools_runtime_dirs(tmp_pa
             real_stack.clear_redis_prefix(prefix)
     assert _sandbox_dirs(sandbox_parent) == [], log.read_text()[-3000:]
     assert f"model sandbox: {sandbox_status().mode}" in log.read_text()
+
+
+def _python_usable_by_nobody(monkeypatch) -> None:
+    """These tests are about the data check; whether nobody can run this Python (not the case for a
+    venv under a 0700 home, as on CI) is tested in tests/model_eval/test_sandbox_modes.py."""
+    monkeypatch.setattr("worker.sandbox.exposure.guest_python_problem", lambda *_a, **_k: None)

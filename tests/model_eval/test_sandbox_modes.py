@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -105,6 +107,9 @@ def test_a_fallback_model_cannot_read_labels_the_service_wrote(configured_mode, 
     configured_mode(True)
     if isolation.sandbox_status().mode != "fallback":
         pytest.skip(isolation.sandbox_status().reason)
+    if not _guest_can_import_numpy():
+        pytest.skip(f"the fallback guest runs as nobody, who cannot read this Python environment "
+                    f"({sys.prefix}, e.g. a venv under a 0700 home directory)")
     runtime = world_traversable / "runtime"
     runtime.mkdir()
     os.chmod(runtime, 0o755)
@@ -120,3 +125,27 @@ def test_a_fallback_model_cannot_read_labels_the_service_wrote(configured_mode, 
         pool.close()
     assert not outcome.ok
     assert "PermissionError" in outcome.reason
+
+
+def _guest_can_import_numpy() -> bool:
+    """Whether the sandbox user can load this interpreter's packages, as a fallback guest must."""
+    done = subprocess.run([*isolation.setpriv_argv(), sys.executable, "-c", "import numpy"],
+                          capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
+@root_only
+def test_fallback_start_up_names_a_python_the_sandbox_user_cannot_run(tmp_path):
+    """A venv under a 0700 home directory: every fallback model would fail to start (and be
+    retried as a server problem), so `grade serve`/`grade worker` refuse to start and say why."""
+    from worker.sandbox.exposure import guest_python_problem
+
+    hidden = tmp_path / "home"
+    hidden.mkdir(mode=0o700)
+    os.chmod(tmp_path, 0o755)
+    python = hidden / "python"
+    python.symlink_to(sys.executable)
+    problem = guest_python_problem(str(python))
+    assert problem is not None  # the reason: cannot start it, or it cannot find its packages
+    if _guest_can_import_numpy():
+        assert guest_python_problem() is None

@@ -1,4 +1,5 @@
-"""What the fallback sandbox's user could read of the service's own files.
+"""What the fallback sandbox's user could read of the service's own files, and whether it can
+run the guest's Python at all.
 
 In fallback mode the guest has no mount namespace: it sees the host's file system as `nobody`.
 The service's database, splits (labels) and stored uploads must then be out of its reach;
@@ -54,3 +55,18 @@ def readable_by_guest(roots: Iterable[Path], exclude: Path | None = None) -> lis
         raise RuntimeError(f"cannot check file access as the sandbox user: "
                            f"{done.stderr.decode(errors='replace').strip()[-500:]}")
     return [Path(os.fsdecode(p)) for p in done.stdout.split(b"\0") if p]
+
+
+def guest_python_problem(python: str = sys.executable) -> str | None:
+    """Why the fallback guest's user could not run this Python with its packages (the guest is
+    started from it), or None when it can. A venv under a 0700 home directory is the usual cause."""
+    try:
+        done = subprocess.run([*setpriv_argv(), python, "-c", "import numpy, torch"],
+                              capture_output=True, timeout=300, check=False)
+    except OSError as exc:
+        return f"cannot start {python}: {exc.strerror}"
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else f"exit status {done.returncode}"
+
