@@ -19,9 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def sandbox_mode() -> str:
     """Overrides the directory's: most tests here need libseccomp, not a working sandbox."""
-    from worker.sandbox.isolation import detect_mode
+    from worker.sandbox.isolation import sandbox_status
 
-    return detect_mode()
+    return sandbox_status().mode
 
 
 def _export(arch: int, kind: str) -> bytes:
