@@ -136,18 +136,6 @@ needs_fallback = pytest.mark.skipif(os.geteuid() != 0, reason="the fallback sand
 
 
 @pytest.fixture
-def world_traversable():
-    """A directory every user may traverse (pytest's own temp tree is private to root)."""
-    import shutil
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="heldout-fallback-"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def restore_process_state():
     """The commands set the umask and the sandbox mode of this process: put both back."""
     from worker.sandbox import isolation

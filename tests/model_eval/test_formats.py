@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 import reference_models
 from tests.scoring.test_zipdir import claims_huge_directory, many_entries_zip
 from worker.model_formats import ModelFormat, is_model_file, sniff_model_format
+from tests.memory import peak_bytes_of
 from worker.sandbox.errors import ModelRejected
 
 from .helpers import save_safetensors, save_state_dict, save_torchscript
@@ -154,15 +154,6 @@ def test_plain_exported_programs_are_accepted(tmp_path):
 
 # --- archives and headers too large to parse ----------------------------------------------
 
-def _peak_bytes_of(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_zip_with_too_many_entries_is_refused_in_bounded_memory(tmp_path):
     path = tmp_path / "many.pt"
     path.write_bytes(many_entries_zip(150_000))
@@ -171,7 +162,7 @@ def test_zip_with_too_many_entries_is_refused_in_bounded_memory(tmp_path):
         with pytest.raises(ModelRejected, match="lists 150,000 entries; at most 100,000 are accepted"):
             sniff_model_format(path)
 
-    assert _peak_bytes_of(sniff) < 2 << 20      # zipfile.ZipFile: ~90 MB for this directory
+    assert peak_bytes_of(sniff) < 2 << 20      # zipfile.ZipFile: ~90 MB for this directory
 
 
 def test_zip_claiming_a_huge_directory_is_refused_without_reading_it(tmp_path):
@@ -182,7 +173,7 @@ def test_zip_claiming_a_huge_directory_is_refused_without_reading_it(tmp_path):
         with pytest.raises(ModelRejected, match="directory is 314,572,800 bytes"):
             sniff_model_format(path)
 
-    assert _peak_bytes_of(sniff) < 2 << 20
+    assert peak_bytes_of(sniff) < 2 << 20
 
 
 def test_huge_safetensors_header_is_refused_before_it_is_read(tmp_path):
@@ -196,7 +187,7 @@ def test_huge_safetensors_header_is_refused_before_it_is_read(tmp_path):
         with pytest.raises(ModelRejected, match="header is 67,000,000 bytes; at most 1,048,576"):
             sniff_model_format(path)
 
-    assert _peak_bytes_of(sniff) < 2 << 20
+    assert peak_bytes_of(sniff) < 2 << 20
 
 
 def test_depth_scan_of_an_unterminated_string_header_is_linear():

@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,15 +24,6 @@ def configured_mode():
     """Set the configured mode for one test; the worker's own setting comes back after."""
     yield isolation.prefer_fallback
     isolation.prefer_fallback(False)
-
-
-@pytest.fixture
-def world_traversable():
-    """A directory every user may traverse (pytest's own temp tree is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="heldout-modes-"))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_auto_never_falls_back_when_bubblewrap_is_missing(monkeypatch, configured_mode, tmp_path):

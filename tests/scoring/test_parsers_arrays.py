@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import tracemalloc
 import zipfile
 import zlib
 
@@ -16,6 +15,7 @@ from scoring.parsers import ErrorCode, parse_predictions, sniff_format
 from scoring.splits import load_split, write_split
 from scoring.tasks import parse_task
 from scoring.types import Split
+from tests.memory import peak_bytes_of
 from tests.scoring.test_zipdir import many_entries_zip
 
 CLS = parse_task({"name": "pets", "kind": "classification", "classes": ["cat", "dog", "bird"],
@@ -257,15 +257,6 @@ def deflate_bomb_npz(shape: tuple[int, ...], dtype, last: bytes = b"") -> bytes:
     return _one_member_zip("scores.npy", stream, len(header.getvalue()) + nbytes, crc)
 
 
-def _peak_bytes_of(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("last", [b"", np.array([np.nan], dtype=np.float32).tobytes()],
                          ids=["zeros", "zeros then NaN"])
 def test_small_npz_expanding_to_a_gigabyte_is_refused_in_bounded_memory(seg_big_split, last):
@@ -277,7 +268,7 @@ def test_small_npz_expanding_to_a_gigabyte_is_refused_in_bounded_memory(seg_big_
         assert err.code == ErrorCode.TOO_COMPRESSED
         assert "expands from" in str(err) and "np.savez_compressed" in str(err)
 
-    assert _peak_bytes_of(parse) < 8 << 20     # before: the whole 1.2 GB member was read
+    assert peak_bytes_of(parse) < 8 << 20     # before: the whole 1.2 GB member was read
 
 
 def test_npz_with_too_many_entries_is_refused_in_bounded_memory(cls_split):
@@ -287,7 +278,7 @@ def test_npz_with_too_many_entries_is_refused_in_bounded_memory(cls_split):
         err = error(data, CLS, cls_split)
         assert err.code == ErrorCode.ARCHIVE_TOO_LARGE and "lists 150,000 entries" in str(err)
 
-    assert _peak_bytes_of(parse) < 2 << 20
+    assert peak_bytes_of(parse) < 2 << 20
 
 
 def test_npz_values_are_checked_as_they_are_read(cls_split, seg_split):

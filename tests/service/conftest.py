@@ -58,3 +58,15 @@ def course(tmp_path) -> Course:
             "Authorization": f"Bearer {tokens['prof']}", "Content-Type": "application/yaml"})
         assert r.status_code == 201, r.text
         yield Course(client, settings, tokens["prof"], tokens["alice"], tokens["bob"], labels)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_course(request, tmp_path):
+    """The `course` above on the embedded SQLite default, and the same on PostgreSQL."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("course")
+        return
+    from tests.service.pg_course import course_on_postgres
+
+    with course_on_postgres(tmp_path) as course:
+        yield course

@@ -6,23 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from grader_api.models import Submission
 from scoring.splits import public_mask, read_meta
-from tests.service.helpers import (CLASSES, auth, ids_for, predictions_csv, race_to_select, upload,
-                                  wait_for_status)
-from tests.service.pg_course import course_on_postgres
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_course(request, tmp_path):
-    if request.param == "sqlite":
-        yield request.getfixturevalue("course")
-        return
-    with course_on_postgres(tmp_path) as course:
-        yield course
+from tests.service.helpers import CLASSES, auth, ids_for, predictions_csv, race_to_select, upload, wait_for_status
 
 
 def _submit(course, content: bytes) -> dict:

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from grader_api.app import create_app
-from tests.service.conftest import embedded_settings, seed_users
-from tests.service.helpers import auth, ids_for, predictions_csv, task_yaml, upload
+from tests.service.helpers import ids_for, predictions_csv, upload
 
 
 def _mode(path: Path) -> int:
@@ -40,27 +37,19 @@ def test_split_files_are_owner_only(tmp_path, permissive_umask):
     assert {name: _mode(root / name) for name in files} == {name: 0o600 for name in files}
 
 
-def test_database_uploads_and_their_directories_are_owner_only(tmp_path, permissive_umask):
-    from tests.service.helpers import make_split
-
-    settings = embedded_settings(tmp_path)
-    labels = make_split(settings.effective_data_root, "pets/test", n=200)
-    app = create_app(settings)
-    with TestClient(app) as client:
-        tokens = seed_users(app)
-        r = client.post("/api/v1/tasks", content=task_yaml(), headers={
-            **auth(tokens["prof"]), "Content-Type": "application/yaml"})
-        assert r.status_code == 201, r.text
-        r = upload(client, tokens["alice"], "pets", predictions_csv(labels, 0.8))
-        assert r.status_code == 202, r.text
-        db = Path(settings.var_dir) / "heldout.sqlite3"
-        written = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
-        assert all(p.exists() for p in written)          # WAL mode, while the app holds it open
-        assert {p.name: _mode(p) for p in written} == {p.name: 0o600 for p in written}
-        storage = settings.effective_storage_dir
-        objects = [p for p in (storage / "objects").rglob("*") if p.is_file()]
-        assert objects
-        assert {str(p): _mode(p) for p in objects} == {str(p): 0o600 for p in objects}
-        # (the storage root itself is made by start-up, under `grade serve`'s umask 077)
-        dirs = [storage / "objects", storage / "tmp", *(p.parent for p in objects)]
-        assert {str(d): _mode(d) for d in dirs} == {str(d): 0o700 for d in dirs}
+def test_database_uploads_and_their_directories_are_owner_only(permissive_umask, course):
+    # permissive_umask comes first: it is in force while `course` creates the app and its files.
+    client, settings = course.client, course.settings
+    r = upload(client, course.alice, "pets", predictions_csv(course.labels, 0.8))
+    assert r.status_code == 202, r.text
+    db = Path(settings.var_dir) / "heldout.sqlite3"
+    written = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+    assert all(p.exists() for p in written)          # WAL mode, while the app holds it open
+    assert {p.name: _mode(p) for p in written} == {p.name: 0o600 for p in written}
+    storage = settings.effective_storage_dir
+    objects = [p for p in (storage / "objects").rglob("*") if p.is_file()]
+    assert objects
+    assert {str(p): _mode(p) for p in objects} == {str(p): 0o600 for p in objects}
+    # (the storage root itself is made by start-up, under `grade serve`'s umask 077)
+    dirs = [storage / "objects", storage / "tmp", *(p.parent for p in objects)]
+    assert {str(d): _mode(d) for d in dirs} == {str(d): 0o700 for d in dirs}

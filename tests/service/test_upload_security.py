@@ -30,15 +30,6 @@ from tests.service.pg_course import course_on_postgres
 BOUNDARY = "b0undary"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_course(request, tmp_path):
-    if request.param == "sqlite":
-        yield request.getfixturevalue("course")
-        return
-    with course_on_postgres(tmp_path) as course:
-        yield course
-
-
 def _rows(course) -> list[dict]:
     r = course.client.get("/api/v1/tasks/pets/submissions", headers=auth(course.instructor))
     assert r.status_code == 200, r.text
