@@ -27,7 +27,6 @@ API_PREFIX = "/api/v1"
 def _start(app: FastAPI, settings: Settings) -> None:
     from grader_api.tokens import LiveTokenIndex
     from grader_api.db import get_database, migrate
-    from grader_api.dispatch import make_relay
     from grader_api.ratelimit import RateLimiter
     from grader_api.storage import LocalStorage
     from grader_api.validation_slots import ValidationSlots
@@ -40,6 +39,10 @@ def _start(app: FastAPI, settings: Settings) -> None:
     app.state.db = get_database(url)
     app.state.storage = LocalStorage(settings.effective_storage_dir)
     app.state.storage.ensure()
+    # The one place the API touches the worker package: the relay its uploads go through is the
+    # Celery publisher, or (no REDIS_URL) the embedded worker that grades in this process.
+    from worker.relays import make_relay
+
     app.state.relay = make_relay(settings, app.state.db)
     app.state.limiter = RateLimiter(settings)
     app.state.token_index = LiveTokenIndex()

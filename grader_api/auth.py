@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from grader_api.db import unit_of_work
 from grader_api.errors import ApiError
 from grader_api.models import Role, User
 from grader_api.ratelimit import RateLimiter
-from grader_api.routers.deps import LimiterDep, SessionDep
+from grader_api.routers.deps import DatabaseDep, LimiterDep
 from grader_api.tokens import authenticate, hash_token
 
 
@@ -41,15 +40,16 @@ def refuse_if_throttled(request: Request, limiter: RateLimiter, client: str, tok
                        "rate_limited", headers={"Retry-After": str(retry)})
 
 
-def current_user(request: Request, session: SessionDep, limiter: LimiterDep) -> User:
+def current_user(request: Request, db: DatabaseDep, limiter: LimiterDep) -> User:
     token = bearer_token(request)
     if token is None:
         raise _unauthorized("missing 'Authorization: Bearer <token>' header")
     client = client_address(request)
     refuse_if_throttled(request, limiter, client, hash_token(token))
-    # Ended at once: a request must not hold a pooled connection while it waits for its body
-    # or for a thread (under a rush, waiting holders starved the pool and answered 500s).
-    with unit_of_work(session):
+    # Its own short transaction, ended at once: a request must not hold a pooled connection
+    # while it waits for its body or for a thread (under a rush, waiting holders starved the
+    # pool and answered 500s). The user row comes back detached, plain data.
+    with db.transaction() as session:
         user = authenticate(session, token)
     if user is None:
         limiter.count_auth_failure(client)

@@ -1,9 +1,23 @@
 """Engine, sessions, the one transaction helper, and migrations.
 
-Commit/rollback happen only in `unit_of_work`: at the HTTP request edge (`get_session`), in
-`Database.transaction()` (worker, sweeper, CLI) and around the upload route's short locked
-section; it runs the callbacks registered with `after_commit` only once the commit has succeeded — that is how
-queue messages are sent strictly after the rows they refer to exist.
+The transaction story (every module follows it):
+
+1. A unit of work is `unit_of_work(session)`: commit on success, roll back on any error, then
+   run the callbacks registered with `after_commit` — only once the commit has succeeded. That
+   is how queue messages are sent strictly after the rows they announce exist (the outbox).
+   Nothing else calls `commit()` or `rollback()`.
+2. Every write happens in exactly one unit of work, and a unit of work never waits on anything
+   slow (a request body, file validation, a model run, the network): it holds locks and a pooled
+   connection for milliseconds.
+3. HTTP: authentication reads in its own short `Database.transaction()`. A route that only reads
+   or writes quickly takes the request's session (`routers/deps.py::get_session`): one unit of
+   work per request, committed when the endpoint returns, before the response is sent. A route
+   that waits (the upload: the body streams in, then validation runs) takes no request session:
+   it reads in one short transaction, waits with no connection held, and writes everything in
+   one `Database.transaction()` (the user lock, the re-checks, the row, the outbox entry).
+4. Worker, sweeper and CLI: one `Database.transaction()` per step; every state change of a
+   submission is one conditional UPDATE (`grader_api.lifecycle.transitions`), so two processes
+   racing on a row cannot both win.
 """
 
 from __future__ import annotations

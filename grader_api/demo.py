@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from grader_api.config import Settings
 from grader_api.db import Database
-from grader_api.dispatch import OutboxRelay
+from grader_api.lifecycle.outbox import OutboxRelay
 from grader_api.models import Task, User, utcnow
 from grader_api.storage import LocalStorage
 
@@ -57,7 +57,7 @@ def _write_sample_files(settings: Settings, db: Database) -> list[tuple[str, Pat
     """One ready-to-submit predictions file per task, so a newcomer can try `grade submit`."""
     from scoring.splits import load_split
 
-    from grader_api.services.split_cache import task_spec
+    from grader_api.lifecycle.split_cache import task_spec
 
     out_dir = settings.var_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def _print_tokens(tokens: dict[str, str]) -> None:
 def _seed_submissions(settings: Settings, db: Database, relay: OutboxRelay, storage: LocalStorage) -> None:
     from scoring.splits import load_split
 
-    from grader_api.services.split_cache import task_spec
+    from grader_api.lifecycle.split_cache import task_spec
     from grader_api.services.submissions import accept_upload
 
     with db.transaction() as s:

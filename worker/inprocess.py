@@ -6,6 +6,9 @@ holds its thread for up to its task's time limit, and a prediction file must nev
 that. Threads, not processes: prediction files are parsed and scored in numpy, which releases
 the GIL for the heavy parts; model files get their own sandboxed process from
 `worker.model_eval` anyway.
+
+The worker is the dispatcher of its own outbox relay (`self.relay`): uploads, retries and
+sweeps all go through that relay, so a retry comes back to these pools after its commit.
 """
 
 from __future__ import annotations
@@ -15,20 +18,23 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from grader_api.config import Settings
+from grader_api.db import Database
+from grader_api.lifecycle.outbox import OutboxRelay
+from worker.grading import grade_submission
 
 log = logging.getLogger(__name__)
 
 
 class InProcessWorker:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, db: Database):
         self.settings = settings
-        self.relay = None  # set by OutboxRelay so retries go back through this pool
+        self.relay = OutboxRelay(db, self)
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pending = 0
         self._cond = threading.Condition()
         self._closed = False
 
-    def submit(self, submission_id: int, queue: str) -> None:
+    def send(self, submission_id: int, queue: str) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("in-process worker is shut down")
@@ -40,8 +46,6 @@ class InProcessWorker:
         pool.submit(self._run, submission_id)
 
     def _run(self, submission_id: int) -> None:
-        from worker.grading import grade_submission
-
         try:
             grade_submission(submission_id, settings=self.settings, relay=self.relay)
         except Exception:  # the sweeper re-queues whatever this left running
@@ -52,11 +56,11 @@ class InProcessWorker:
                 self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until no grading is pending (tests, demo seeding)."""
+        """Block until no grading is pending (tests, demo seeding, `grade admin sweep`)."""
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         with self._cond:
             self._closed = True
             pools, self._pools = list(self._pools.values()), {}

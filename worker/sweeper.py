@@ -26,10 +26,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from grader_api.config import Settings
-from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
-from grader_api.models import Outbox, Submission, SubmissionKind, SubmissionStatus, utcnow
+from grader_api.lifecycle.outbox import OutboxRelay
+from grader_api.lifecycle.transitions import Outcome, requeue_or_fail
+from grader_api.models import Outbox, Submission, SubmissionStatus, utcnow
 from grader_api.storage import LocalStorage
-from worker.grading import attempts_exhausted
 from worker.storage_gc import collect_garbage
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,14 @@ class SweepResult:
     requeued_running: int = 0
     failed: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def count(self, outcome: Outcome, requeued_field: str) -> None:
+        if outcome == Outcome.QUEUED:
+            setattr(self, requeued_field, getattr(self, requeued_field) + 1)
+        elif outcome == Outcome.FAILED:
+            self.failed += 1
 
 
 def sweep_once(settings: Settings, relay: OutboxRelay) -> SweepResult:
@@ -72,10 +78,10 @@ def sweep_once(settings: Settings, relay: OutboxRelay) -> SweepResult:
             .order_by(Submission.id).limit(_BATCH)
         ).all()
         for sid, attempts, kind, updated_at in stuck_queued:
-            guard = (Submission.id == sid, Submission.status == SubmissionStatus.QUEUED,
-                     Submission.updated_at == updated_at)
-            if _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result):
-                result.requeued_queued += 1
+            guard = (Submission.status == SubmissionStatus.QUEUED, Submission.updated_at == updated_at)
+            outcome = requeue_or_fail(s, relay, submission_id=sid, attempts=attempts, kind=kind, guard=guard,
+                                      max_attempts=settings.max_attempts)
+            result.count(outcome, "requeued_queued")
 
         stuck_running = s.execute(
             sa.select(Submission.id, Submission.attempts, Submission.kind, Submission.claim_id)
@@ -84,29 +90,13 @@ def sweep_once(settings: Settings, relay: OutboxRelay) -> SweepResult:
             .order_by(Submission.id).limit(_BATCH)
         ).all()
         for sid, attempts, kind, claim_id in stuck_running:
-            guard = (Submission.id == sid, Submission.status == SubmissionStatus.RUNNING,
-                     Submission.claim_id == claim_id)
-            if _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result):
-                result.requeued_running += 1
+            guard = (Submission.status == SubmissionStatus.RUNNING, Submission.claim_id == claim_id)
+            outcome = requeue_or_fail(s, relay, submission_id=sid, attempts=attempts, kind=kind, guard=guard,
+                                      max_attempts=settings.max_attempts)
+            result.count(outcome, "requeued_running")
     if any(result.as_dict().values()):
         log.info("sweep: %s", result.as_dict())
     return result
-
-
-def _requeue_or_fail(s, relay, settings, sid, attempts, kind, guard, result) -> bool:
-    now = utcnow()
-    if attempts >= settings.max_attempts:
-        res = s.execute(sa.update(Submission).where(*guard).values(**attempts_exhausted(attempts, now))
-                        .execution_options(synchronize_session=False))
-        result.failed += res.rowcount or 0
-        return False
-    res = s.execute(sa.update(Submission).where(*guard).values(
-        status=SubmissionStatus.QUEUED, claim_id=None, updated_at=now,
-    ).execution_options(synchronize_session=False))
-    if res.rowcount == 1:
-        relay.enqueue(s, sid, QUEUE_FOR_KIND[SubmissionKind(kind)])
-        return True
-    return False
 
 
 class SweeperThread:

@@ -149,14 +149,15 @@ def worker(
     sweep_thread = None
     if sweeper:
         from grader_api.db import get_database
-        from worker.grading import default_relay
+        from worker.relays import make_relay
         from worker.sweeper import SweeperThread
 
-        get_database(settings.effective_database_url)
-        sweep_thread = SweeperThread(settings, default_relay(settings)).start()
+        sweep_thread = SweeperThread(settings, make_relay(settings, get_database(settings.effective_database_url)))
+        sweep_thread.start()
     code = proc.wait()
     if sweep_thread is not None:
         sweep_thread.stop()
+        sweep_thread.relay.close()
     # Celery's pool processes end with os._exit (no atexit): their sandbox runtime directories
     # (cached split inputs, a spare's job dir) are removed here, now that they are gone.
     from worker.sandbox.pool import remove_dead_pools, runtime_parent
@@ -263,15 +264,17 @@ def sweep(gc: bool = typer.Option(False, "--gc", help="also remove stored files 
                                                     "(left alone longer than HELDOUT_STORAGE_GC_AGE_S)")) -> None:
     """One sweeper pass: re-send lost messages, re-queue stuck submissions."""
     from grader_api.storage import LocalStorage
-    from worker.grading import default_relay
+    from worker.relays import make_relay
     from worker.storage_gc import collect_garbage
     from worker.sweeper import sweep_once
 
     settings, db = _db()
-    relay = default_relay(settings)
-    result = sweep_once(settings, relay)
-    if not settings.uses_celery:
-        relay.dispatcher.wait_idle(600)  # embedded: finish what was re-queued before exiting
+    relay = make_relay(settings, db)
+    try:
+        result = sweep_once(settings, relay)
+        relay.wait_idle(600)  # embedded worker: grade what was re-queued before exiting
+    finally:
+        relay.close()
     typer.echo(result.as_dict())
     if gc:
         typer.echo(collect_garbage(db, LocalStorage(settings.effective_storage_dir),

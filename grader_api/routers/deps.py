@@ -1,8 +1,9 @@
 """Request-scoped dependencies and their `Annotated` aliases.
 
-The session dependency is the request edge: it commits when the endpoint returns (before the
-response is sent, `scope="function"`), rolls back on error, then runs after-commit callbacks
-(dispatching queued submissions).
+The session dependency is the request's unit of work (the transaction story is in
+grader_api/db.py): it commits when the endpoint returns (before the response is sent,
+`scope="function"`), rolls back on error, then runs after-commit callbacks (dispatching queued
+submissions). Routes that wait on a body take `DatabaseDep` instead and open short transactions.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
 from grader_api.db import Database, unit_of_work
-from grader_api.dispatch import OutboxRelay
+from grader_api.lifecycle.outbox import OutboxRelay
 from grader_api.ratelimit import RateLimiter
 from grader_api.storage import LocalStorage
+
+
+def get_database_dep(request: Request) -> Database:
+    return request.app.state.db
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -43,6 +48,7 @@ def get_limiter(request: Request) -> RateLimiter:
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+DatabaseDep = Annotated[Database, Depends(get_database_dep)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StorageDep = Annotated[LocalStorage, Depends(get_storage)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]

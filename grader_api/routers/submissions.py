@@ -6,9 +6,16 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from grader_api.auth import CurrentUser, bearer_token
-from grader_api.db import unit_of_work
 from grader_api.models import utcnow
-from grader_api.routers.deps import LimiterDep, RelayDep, SessionDep, SettingsDep, StorageDep, SubmissionId
+from grader_api.routers.deps import (
+    DatabaseDep,
+    LimiterDep,
+    RelayDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    SubmissionId,
+)
 from grader_api.routers.multipart import receive_upload
 from grader_api.schemas import ErrorOut, SelectIn, SubmissionAccepted, SubmissionOut
 from grader_api.services import submissions as submission_service
@@ -29,18 +36,19 @@ _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 415, 
 
 @router.post("/tasks/{task}/submissions", status_code=202, response_model=SubmissionAccepted,
              openapi_extra=_UPLOAD_DOC, responses=_ERRORS)
-async def upload(task: str, request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+async def upload(task: str, request: Request, user: CurrentUser, db: DatabaseDep, settings: SettingsDep,
                  storage: StorageDep, relay: RelayDep, limiter: LimiterDep) -> dict:
-    """Upload a file; it is validated now (clear 4xx on a bad file) and graded in the background."""
+    """Upload a file; it is validated now (clear 4xx on a bad file) and graded in the background.
+
+    No request session: the body streams and validation runs with no connection held; the reads
+    before and the one write after are short transactions of their own (grader_api/db.py)."""
     now = utcnow()
 
     def precheck():
-        t = task_service.get_task(session, task)
-        submission_service.precheck(session, t, user, now)
+        with db.transaction() as session:  # reads only; the loaded task row stays usable, detached
+            t = task_service.get_task(session, task)
+            submission_service.precheck(session, t, user, now)
         limiter.check("upload", user.id)
-        # Give the connection back while the body streams (a large upload takes a while);
-        # the loaded rows stay usable, and nothing has been written yet.
-        session.close()
         return t
 
     t = await run_in_threadpool(precheck)
@@ -62,9 +70,9 @@ async def upload(task: str, request: Request, user: CurrentUser, session: Sessio
                 cpu_budget_s=settings.upload_validation_cpu_s)
 
         def record():
-            # Committed here, in the same thread, so the per-user row lock taken inside is held
-            # for milliseconds, not until the response is on its way.
-            with unit_of_work(session):
+            # The upload's one unit of work, committed in this thread: the per-user row lock taken
+            # inside is held for milliseconds, and the commit sends the grading message.
+            with db.transaction() as session:
                 return submission_service.record_upload(
                     session, relay=relay, storage=storage, task=t, user=user, inspected=inspected,
                     temp_path=received.path, sha256=received.sha256, size=received.size,

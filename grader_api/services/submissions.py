@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grader_api.db import lock_row
-from grader_api.dispatch import QUEUE_FOR_KIND, OutboxRelay
 from grader_api.errors import ApiError, not_found
+from grader_api.lifecycle.outbox import OutboxRelay
+from grader_api.lifecycle.queues import queue_for
+from grader_api.lifecycle.split_cache import load_split_cached
 from grader_api.models import Role, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
 from grader_api.services import tasks as task_service
-from grader_api.services.split_cache import load_split_cached
 from grader_api.services.upload_kind import check_model_upload, detect_upload_kind
 from grader_api.storage import LocalStorage
 from grader_api.tokens import authenticate
@@ -130,7 +131,7 @@ def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage
     )
     session.add(sub)
     session.flush()
-    relay.enqueue(session, sub.id, QUEUE_FOR_KIND[inspected.kind])
+    relay.enqueue(session, sub.id, queue_for(inspected.kind))
     return sub
 
 
@@ -379,5 +380,5 @@ def rescore_task(session: Session, relay: OutboxRelay, task: Task) -> int:
         .execution_options(synchronize_session=False)
     )
     for sid, kind in rows:
-        relay.enqueue(session, sid, QUEUE_FOR_KIND[SubmissionKind(kind)])
+        relay.enqueue(session, sid, queue_for(kind))
     return len(rows)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
 from grader_api.errors import ApiError, not_found
+from grader_api.lifecycle.transitions import COUNTED_FAILURE_CODES
 from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User, utcnow
 from scoring.errors import SplitError, TaskFileError
 from scoring.types import TaskSpec
@@ -181,21 +182,12 @@ def get_task(session: Session, name: str) -> Task:
 
 
 def spec_of(task: Task) -> TaskSpec:
-    from grader_api.services.split_cache import task_spec
+    from grader_api.lifecycle.split_cache import task_spec
 
     return task_spec(task.name, task.spec_version, task.spec)
 
 
 # --- submission window and limits --------------------------------------------------------
-
-# Failures that still use up a submission: a model that ran (whatever ended it: a limit, NaN
-# output, a crash) and any run stopped by the grading time limit have held a grader, so letting
-# them go free would let one student keep the graders busy without end (a model can compute
-# until just under its limit, then fail on purpose). Other failures (a server problem such as
-# attempts_exhausted, a file refused before it ran) are free.
-COUNTED_FAILURE_CODES = ("resource_limit", "time_limit", "model_rejected")
-COUNTED_NOTICE = "this run counts against the daily submission limit: it held a grader"
-
 
 def utc_day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)

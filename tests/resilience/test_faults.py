@@ -102,7 +102,7 @@ def test_postgres_restarted_while_workers_write_results(healthy):
 
 def test_same_message_delivered_twice(healthy):
     from grader_api.config import Settings
-    from grader_api.dispatch import GRADE_TASK_NAME
+    from grader_api.lifecycle.queues import GRADE_TASK_NAME
     from worker.celery_app import create_celery_app
 
     env = healthy

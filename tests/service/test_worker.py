@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from grader_api.lifecycle import transitions
 from grader_api.models import Outbox, Submission, SubmissionStatus, utcnow
 from tests.service.helpers import CLASSES, auth, make_split, predictions_csv, task_yaml, upload, wait_for_status
 from worker.grading import grade_submission
@@ -27,8 +28,8 @@ def _scored(course, accuracy=0.8):
 def test_second_delivery_of_a_finished_submission_does_nothing(course):
     sub = _scored(course)
     before = _row(course, sub["id"])
-    assert grade_submission(sub["id"], settings=course.settings) == "skipped"
-    assert grade_submission(424242, settings=course.settings) == "skipped"
+    assert grade_submission(sub["id"], settings=course.settings, relay=course.app.state.relay) == "skipped"
+    assert grade_submission(424242, settings=course.settings, relay=course.app.state.relay) == "skipped"
     after = _row(course, sub["id"])
     assert (after.status, after.attempts, after.scored_at) == (before.status, before.attempts, before.scored_at)
 
@@ -65,9 +66,7 @@ def test_stuck_running_is_requeued_and_a_late_result_of_the_old_run_is_dropped(c
     assert _row(course, sid).attempts == 2
 
     # The dead worker's write, arriving now, is fenced off by its stale claim id.
-    from worker import grading
-
-    assert grading._finish_failed(course.app.state.db, sid, "dead-worker", "late", "x") == "superseded"
+    assert transitions.finish_failed(course.app.state.db, sid, "dead-worker", "late", "x") == "superseded"
     assert _row(course, sid).status == SubmissionStatus.SCORED
 
 
@@ -118,7 +117,7 @@ def test_rescore_replaces_scores_after_the_task_changes(course):
 
 def test_task_spec_cache_never_serves_a_different_spec_under_the_same_name_and_version():
     """A task recreated under the same name restarts at version 1; its new spec must win."""
-    from grader_api.services.split_cache import task_spec
+    from grader_api.lifecycle.split_cache import task_spec
 
     base = {"name": "reused", "kind": "classification", "classes": ["a", "b"], "metric": "accuracy",
             "split": "reused/test"}
@@ -132,8 +131,7 @@ def test_a_prediction_file_is_graded_while_slow_models_hold_the_embedded_workers
     """Two models at their time limit must not hold up a classmate's CSV (one pool per queue)."""
     import threading
 
-    from worker import grading
-    from worker.inprocess import InProcessWorker
+    from worker import inprocess
 
     release, graded = threading.Event(), threading.Event()
 
@@ -144,18 +142,19 @@ def test_a_prediction_file_is_graded_while_slow_models_hold_the_embedded_workers
             graded.set()
         return "scored"
 
-    monkeypatch.setattr(grading, "grade_submission", fake_grade)
-    pool = InProcessWorker(course.settings.model_copy(update={"inprocess_workers": 2}))
+    monkeypatch.setattr(inprocess, "grade_submission", fake_grade)
+    pool = inprocess.InProcessWorker(course.settings.model_copy(update={"inprocess_workers": 2}),
+                                     course.app.state.db)
     try:
-        pool.submit(1, "gpu")
-        pool.submit(2, "gpu")
-        pool.submit(3, "cpu")
+        pool.send(1, "gpu")
+        pool.send(2, "gpu")
+        pool.send(3, "cpu")
         assert graded.wait(5), "the prediction file waited behind the models"
         assert not release.is_set()
     finally:
         release.set()
         assert pool.wait_idle(10)
-        pool.shutdown()
+        pool.close()
 
 
 def test_failures_that_held_a_grader_count_against_the_daily_limit(course):
@@ -200,8 +199,6 @@ def test_attempts_exhausted_ends_in_the_same_state_from_the_worker_and_the_sweep
     """One transition, three callers: a scored row whose rescore ran out of attempts keeps none of
     its old scores, model statistics or spec version, whichever part of the system ends it (the
     sweeper's copy once left model_stats and scored_spec_version behind)."""
-    from worker import grading
-
     sub = _scored(course)
     sid, n = sub["id"], course.settings.max_attempts
     old = utcnow() - timedelta(hours=1)
@@ -212,10 +209,10 @@ def test_attempts_exhausted_ends_in_the_same_state_from_the_worker_and_the_sweep
     if path == "sweeper":
         assert sweep_once(course.settings, course.app.state.relay).failed == 1
     elif path == "worker release":
-        assert grading._release_or_fail(course.app.state.db, sid, "run-3", course.settings,
-                                        course.app.state.relay) == "failed"
+        assert transitions.release_or_fail(course.app.state.db, course.app.state.relay, sid, "run-3",
+                                           max_attempts=n) == "failed"
     else:  # a redelivered message finds the row stuck and out of attempts
-        assert grade_submission(sid, settings=course.settings) == "skipped"
+        assert grade_submission(sid, settings=course.settings, relay=course.app.state.relay) == "skipped"
     assert _exhausted_state(course, sid) == {
         "status": SubmissionStatus.FAILED, "claim_id": None,
         "error": f"grading failed after {n} attempts (a server-side problem, not your file); the course staff "
