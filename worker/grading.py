@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from celery.exceptions import SoftTimeLimitExceeded  # raised in a Celery task past its soft time limit
 
 from grader_api.config import Settings
 from grader_api.db import Database, get_database
@@ -30,12 +31,6 @@ from scoring.types import TaskSpec
 from scoring.errors import PredictionFormatError
 
 log = logging.getLogger(__name__)
-
-try:  # raised inside a Celery task when its soft time limit passes
-    from celery.exceptions import SoftTimeLimitExceeded as _SoftTimeLimit
-except ImportError:  # pragma: no cover - celery is a dependency; the in-process worker has no limit
-    class _SoftTimeLimit(Exception):
-        pass
 
 
 class StudentFacingFailure(Exception):
@@ -85,7 +80,7 @@ def _grade_claimed(db: Database, submission_id: int, claim_id: str, settings: Se
         return transitions.finish_failed(db, submission_id, claim_id, str(exc), exc.code)
     except StudentFacingFailure as exc:
         return transitions.finish_failed(db, submission_id, claim_id, str(exc), exc.code)
-    except _SoftTimeLimit:
+    except SoftTimeLimitExceeded:
         # The same file would overrun again: retrying only burns the worker for the hard limit
         # times the attempts. Fail now, saying which limit.
         return transitions.finish_failed(db, submission_id, claim_id,

@@ -38,7 +38,11 @@ class OutboxRelay:
         session.add(row)
         session.flush()
         outbox_id = row.id
-        after_commit(session, lambda: self.send_pending([outbox_id]))
+
+        def send() -> None:
+            self.send_pending([outbox_id])
+
+        after_commit(session, send)
 
     def send_pending(self, outbox_ids: Iterable[int]) -> int:
         """Send these outbox rows (if still unsent) and mark them sent. Returns how many were sent."""

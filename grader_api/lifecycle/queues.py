@@ -21,9 +21,13 @@ def queue_for(kind: SubmissionKind | str) -> str:
     return QUEUE_FOR_KIND[SubmissionKind(kind)]
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
-    from kombu import Queue
+def _queue(name: str) -> Any:
+    from kombu.entity import Queue
 
+    return Queue(name)  # type: ignore[no-untyped-call]  # kombu ships no annotations
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.task_time_limit_s >= settings.visibility_timeout_s:
         raise ValueError("task_time_limit_s must stay below visibility_timeout_s, "
                          "or the broker re-delivers tasks that are still running")
@@ -46,7 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The soft limit fires first so the task can fail with a reason; keep it a fraction of the
         # hard limit (not a fixed 30 s, which leaves 1 s for any hard limit under 31 s).
         "task_soft_time_limit": settings.task_time_limit_s - min(30, max(1, settings.task_time_limit_s // 10)),
-        "task_queues": [Queue(settings.queue_name("cpu")), Queue(settings.queue_name("gpu"))],
+        "task_queues": [_queue(settings.queue_name("cpu")), _queue(settings.queue_name("gpu"))],
         "task_default_queue": settings.queue_name("cpu"),
         "task_publish_retry": False,                # a failed publish leaves the outbox row for the sweeper
         "worker_hijack_root_logger": False,

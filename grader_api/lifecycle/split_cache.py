@@ -12,17 +12,19 @@ import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from scoring.types import Split, TaskSpec
 
 _MAX_SPLITS = 8
-_splits: OrderedDict[tuple, Split] = OrderedDict()
+_Fingerprint = tuple[tuple[str, int, int], ...]
+_splits: OrderedDict[tuple[str, _Fingerprint, TaskSpec], Split] = OrderedDict()
 _MAX_SPECS = 256
 _specs: OrderedDict[tuple[str, int, str], TaskSpec] = OrderedDict()
 _lock = threading.Lock()
 
 
-def task_spec(name: str, version: int, spec: dict) -> TaskSpec:
+def task_spec(name: str, version: int, spec: dict[str, Any]) -> TaskSpec:
     """The TaskSpec stored for task `name` at `version` (parsed once per process).
 
     Keyed by the spec's content too: a task deleted and created again under the same name
@@ -44,7 +46,7 @@ def task_spec(name: str, version: int, spec: dict) -> TaskSpec:
     return parsed
 
 
-def _fingerprint(split_dir: Path) -> tuple:
+def _fingerprint(split_dir: Path) -> _Fingerprint:
     stamps = []
     for child in sorted(split_dir.iterdir()) if split_dir.is_dir() else ():
         st = child.stat()
