@@ -124,10 +124,16 @@ case "$cmd" in
     ;;
   lint)
     ensure_venv "test"
-    log "ruff check ."
-    "$VENV/bin/ruff" check .
-    log "mypy scoring"
-    "$VENV/bin/mypy" scoring
+    # Every check runs (each prints its command first); the exit status says whether any failed.
+    failed=()
+    check() { log "\$ $*"; "$VENV/bin/$1" "${@:2}" || failed+=("$*"); }
+    check ruff check .
+    check mypy scoring                  # strict there: pyproject.toml [tool.mypy]
+    check lint-imports --no-cache --no-logo   # contracts: pyproject.toml [tool.importlinter]
+    check python -m pytest -q -p no:cacheprovider tests/test_import_contracts.py tests/scoring/test_boundaries.py
+    for f in "${failed[@]}"; do log "FAILED: $f"; done
+    [ "${#failed[@]}" -eq 0 ] || exit 1
+    log "all checks passed"
     ;;
   *)
     echo "usage: ./heldout.sh demo [grade serve options] | ./heldout.sh test [pytest options] | ./heldout.sh lint" >&2

@@ -86,14 +86,18 @@ _CLOSED_CODES = {"task_closed"}
 
 def _error_from_response(resp: httpx.Response) -> ClientError:
     detail: Any = None
-    code = line = column = None
+    code: str | None = None
+    line: int | None = None
+    column: int | None = None
     try:
         body = resp.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
-        detail, code = body.get("detail"), body.get("code")
-        line, column = body.get("line"), body.get("column")
+        detail = body.get("detail")
+        code = body["code"] if isinstance(body.get("code"), str) else None
+        line = body["line"] if isinstance(body.get("line"), int) else None
+        column = body["column"] if isinstance(body.get("column"), int) else None
     if isinstance(detail, list):  # FastAPI's default 422 shape: [{"loc":..., "msg":...}]
         detail = "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" if isinstance(d, dict) else str(d)
@@ -101,23 +105,28 @@ def _error_from_response(resp: httpx.Response) -> ClientError:
         )
     status = resp.status_code
     message = str(detail) if detail else f"HTTP {status} {resp.reason_phrase}".strip()
-    kw = dict(status=status, code=code, line=line if isinstance(line, int) else None,
-              column=column if isinstance(column, int) else None)
+    error_type = _error_type(status, code)
+    if error_type is ServerError:
+        message = f"server error ({status}): {message}"
+    return error_type(message, status=status, code=code, line=line, column=column)
+
+
+def _error_type(status: int, code: str | None) -> type[ClientError]:
     if status == 401:
-        return AuthError(message, **kw)
+        return AuthError
     if status == 429:
-        return QuotaExceeded(message, **kw)
+        return QuotaExceeded
     if code in _CLOSED_CODES or status == 410:  # 409 also means "not scored yet", "too many selected"
-        return TaskClosed(message, **kw)
+        return TaskClosed
     if status == 403:
-        return PermissionDenied(message, **kw)
+        return PermissionDenied
     if status == 404:
-        return NotFound(message, **kw)
+        return NotFound
     if status in (400, 413, 415, 422):
-        return ValidationFailed(message, **kw)
+        return ValidationFailed
     if status >= 500:
-        return ServerError(f"server error ({status}): {message}", **kw)
-    return ClientError(message, **kw)
+        return ServerError
+    return ClientError
 
 
 MAX_RETRY_AFTER_S = 30.0
@@ -129,6 +138,14 @@ def _retry_after(resp: httpx.Response) -> float:
         return min(max(float(resp.headers.get("retry-after", "5")), 1.0), MAX_RETRY_AFTER_S)
     except ValueError:
         return 5.0
+
+
+def _rows(data: Any, key: str) -> list[dict[str, Any]]:
+    """A listing's rows: the body's `key` (else `items`) list, or the body itself when it is a list."""
+    if isinstance(data, dict):
+        data = data[key] if key in data else data.get("items", [])
+    rows: list[dict[str, Any]] = data
+    return rows
 
 
 class _ProgressReader:
@@ -185,7 +202,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, rewind: Callable[[], None] | None = None, **kw: Any) -> Any:
+    def _request(self, method: str, path: str, *, rewind: Callable[[], object] | None = None, **kw: Any) -> Any:
         for attempt in range(self.retries_on_unavailable + 1):
             if attempt and rewind is not None:
                 rewind()
@@ -217,8 +234,7 @@ class Client:
         return self._request("GET", "/me")
 
     def tasks(self) -> list[dict[str, Any]]:
-        data = self._request("GET", "/tasks")
-        return data.get("tasks", data.get("items", [])) if isinstance(data, dict) else data
+        return _rows(self._request("GET", "/tasks"), "tasks")
 
     def task(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/tasks/{name}")
@@ -258,8 +274,7 @@ class Client:
             poll = min(poll * 1.5, max_poll)
 
     def history(self, task: str | None = None) -> list[dict[str, Any]]:
-        data = self._request("GET", "/me/submissions", params={"task": task} if task else None)
-        return data.get("submissions", data.get("items", [])) if isinstance(data, dict) else data
+        return _rows(self._request("GET", "/me/submissions", params={"task": task} if task else None), "submissions")
 
     def diff(self, a: int | str, b: int | str) -> dict[str, Any]:
         return self._request("GET", "/me/submissions/diff", params={"a": a, "b": b})

@@ -21,11 +21,12 @@ class Settings(BaseSettings):
 
     # --- where things live -------------------------------------------------------------
     var_dir: Path = Path("var")
+    # default= by keyword: type checkers read a field's default only from that keyword
     database_url: str | None = Field(
-        None, validation_alias=AliasChoices("DATABASE_URL", "HELDOUT_DATABASE_URL", "database_url")
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "HELDOUT_DATABASE_URL", "database_url")
     )
     redis_url: str | None = Field(
-        None, validation_alias=AliasChoices("REDIS_URL", "HELDOUT_REDIS_URL", "redis_url")
+        default=None, validation_alias=AliasChoices("REDIS_URL", "HELDOUT_REDIS_URL", "redis_url")
     )
     storage_dir: Path | None = None        # default: <var_dir>/storage
     data_root: Path | None = None          # default: <var_dir>/data; task splits resolve under it

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import threading
 import time
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,12 +33,13 @@ def issue_token(session: Session, user: User) -> str:
 def revoke_tokens(session: Session, user: User) -> int:
     # The lock an upload holds from its token re-check to its commit: a revocation waits for
     # an upload in flight, and one that commits first makes the upload's re-check fail.
-    lock_row(session, User.__table__.c.id, user.id)
-    res = session.execute(
+    lock_row(session, sa.inspect(User).columns.id, user.id)
+    # An UPDATE's result is a CursorResult (it has a rowcount); Session.execute is typed for any statement.
+    res = cast(sa.CursorResult[Any], session.execute(
         sa.update(ApiToken)
         .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
+    ))
     return res.rowcount or 0
 
 

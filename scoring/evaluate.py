@@ -21,7 +21,7 @@ from scoring.metrics.classification import (
     per_class_accuracy,
     top1,
 )
-from scoring.metrics.info import KIND_METRICS, PER_CLASS_KEYS, UNDEFINED_REASONS, metric_info
+from scoring.metrics.info import KIND_METRICS, PER_CLASS_KEY, PER_CLASS_KEYS, UNDEFINED_REASONS, metric_info
 from scoring.metrics.segmentation import SegmentationAccumulator, SegmentationResult
 from scoring.points import compute_points
 from scoring.types import APVariant, Predictions, Split, TaskSpec
@@ -35,6 +35,8 @@ WITHHELD_REASON = (
     "Per-class values of the public part are not shown: they would reveal which test items are "
     "public. The private part and the whole split show them once the task closes."
 )
+# A scorer's result: the whole split, its public part, its private part.
+_Parts = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
 def evaluate(
@@ -127,8 +129,7 @@ def _part(
                     undefined.append({"class": name, "metric": key, "reason": UNDEFINED_REASONS[key]})
         for m, v in metrics.items():
             if v is None:
-                key = "ap" if m == "mean_ap" else "iou" if m == "mean_iou" else m
-                undefined.append({"class": None, "metric": m, "reason": f"no class has a defined {key}"})
+                undefined.append({"class": None, "metric": m, "reason": f"no class has a defined {PER_CLASS_KEY[m]}"})
     return {
         "n": int(n),
         "primary": metrics[task.metric],
@@ -162,7 +163,7 @@ def _scores_array(predictions: Predictions, task: TaskSpec) -> np.ndarray:
 # -- classification ---------------------------------------------------------------------------
 
 
-def _classification_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray):
+def _classification_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray) -> _Parts:
     k, n = task.num_classes, split.n
     if predictions.labels is not None:
         y_pred = np.asarray(predictions.labels)
@@ -202,7 +203,7 @@ def _classification_part(task: TaskSpec, cm: np.ndarray) -> dict[str, Any]:
 # -- multilabel -------------------------------------------------------------------------------
 
 
-def _multilabel_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray):
+def _multilabel_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray) -> _Parts:
     k, n = task.num_classes, split.n
     s = _scores_array(predictions, task)
     if s.shape != (n, k):
@@ -219,7 +220,7 @@ def _multilabel_parts(task: TaskSpec, split: Split, predictions: Predictions, ma
 # -- segmentation -----------------------------------------------------------------------------
 
 
-def _segmentation_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray):
+def _segmentation_parts(task: TaskSpec, split: Split, predictions: Predictions, mask: np.ndarray) -> _Parts:
     k = task.num_classes
     s = _scores_array(predictions, task)
     y = split.labels

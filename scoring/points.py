@@ -13,7 +13,7 @@ def _ramp(value: float, baseline: float, bar: float, max_points: float) -> float
     return max_points * min(1.0, max(0.0, share))
 
 
-def compute_points(rule: PointsRule | None, primary: float | None) -> dict | None:
+def compute_points(rule: PointsRule | None, primary: float | None) -> dict[str, float | str] | None:
     """{"earned", "max"} (plus "note" when the primary metric is undefined); None without a rule."""
     if rule is None:
         return None

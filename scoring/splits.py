@@ -201,7 +201,7 @@ def load_inputs(directory: str | Path) -> np.ndarray | None:
     if not path.exists():
         return None
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise SplitError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
     if arr.ndim != 4 or arr.dtype not in (np.uint8, np.float32):

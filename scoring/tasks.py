@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from scoring.errors import TaskFileError
-from scoring.types import APVariant, PointsRule, TaskSpec
+from scoring.types import AP_VARIANTS, APVariant, PointsRule, TaskSpec
 
 KINDS = ("classification", "multilabel", "segmentation")
 METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
@@ -23,7 +23,6 @@ METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
     "multilabel": ("mean_ap",),
     "segmentation": ("mean_iou", "mean_ap"),
 }
-AP_VARIANTS = ("step", "voc", "voc07")
 SCORE_KINDS = ("probabilities", "logits", "any")
 ACCEPTS = ("predictions", "model")
 POINTS_KINDS = ("threshold", "linear")
@@ -48,12 +47,12 @@ _INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
 
 # --------------------------------------------------------------------------- loading
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type stubs: SafeLoader is Any
     """yaml's SafeLoader (no object construction) that also rejects duplicate keys,
     which plain safe_load silently resolves to the last one."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -61,7 +60,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen[key] = 1
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping: dict[Any, Any] = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    return mapping
 
 
 _UniqueKeyLoader.add_constructor(
@@ -241,9 +241,10 @@ class _Validator:
             return None
         if x is None:
             raise self.fail("ap", f"an AP variant for a {kind} task: one of {', '.join(AP_VARIANTS)}")
-        if x not in AP_VARIANTS:
-            raise self.fail("ap", f"one of {', '.join(AP_VARIANTS)}", x)
-        return x
+        for variant in AP_VARIANTS:  # the match, typed as the Literal it is
+            if x == variant:
+                return variant
+        raise self.fail("ap", f"one of {', '.join(AP_VARIANTS)}", x)
 
     def number(self, key: str, x: Any, what: str) -> float:
         if not _is_number(x) or not math.isfinite(x):

@@ -14,6 +14,7 @@ import numpy as np
 TaskKind = Literal["classification", "multilabel", "segmentation"]
 MetricName = Literal["accuracy", "mean_ap", "mean_iou"]
 APVariant = Literal["step", "voc", "voc07"]
+AP_VARIANTS: tuple[APVariant, ...] = ("step", "voc", "voc07")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import csv
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from grader_api.client import ValidationFailed
 
@@ -137,7 +137,7 @@ def _array_shape(path: Path, fmt: str) -> tuple[int, ...] | None:
     """Shape from the .npy header (or the single / 'scores' array of an .npz), without loading data."""
     from numpy.lib import format as npformat
 
-    def header(fp) -> tuple[int, ...] | None:
+    def header(fp: IO[bytes]) -> tuple[int, ...] | None:
         try:
             version = npformat.read_magic(fp)
             read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
@@ -156,8 +156,8 @@ def _array_shape(path: Path, fmt: str) -> tuple[int, ...] | None:
                 return None
             chosen = infos[0] if len(infos) == 1 else next(
                 (i for i in infos if i.filename[:-4] in ("scores", "predictions", "probs", "arr_0")), infos[0])
-            with zf.open(chosen) as fp:
-                return header(fp)
+            with zf.open(chosen) as member:
+                return header(member)
     except (zipfile.BadZipFile, OSError):
         return None
 

@@ -24,7 +24,7 @@ class ImportFormat(str, Enum):
 
 
 class IdStyle(str, Enum):
-    index = "index"
+    row_index = "index"   # not `index`: that would hide str.index
     filename = "filename"
 
 
@@ -50,7 +50,7 @@ def import_cmd(
     resize: Annotated[bool, typer.Option("--resize", help="image-folder: resize images to the "
                                                           "task's image_size.")] = False,
     ids: Annotated[IdStyle, typer.Option("--ids", help="image-folder: ids are row indices or "
-                                                       "image file names (stems).")] = IdStyle.index,
+                                                       "image file names (stems).")] = IdStyle.row_index,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """Create a split directory (labels.npy, ids.txt, inputs.npy, split.json) from local files."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -22,6 +22,7 @@ import typer
 
 from grader_api.cli import config_store
 from grader_api.cli.safe_text import for_rich, for_terminal
+from scoring import deadlines
 
 EXIT_OK, EXIT_GRADING_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -115,44 +116,16 @@ def _fmt_delta(v: Any, higher_is_better: bool = True) -> str:
     return f"[{'green' if good else 'red'}]{v:+.4f}[/]"
 
 
-def _parse_time(s: Any) -> datetime | None:
-    if not isinstance(s, str) or not s:
-        return None
-    try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
 def _fmt_time(s: Any) -> str:
-    dt = _parse_time(s)
+    dt = deadlines.aware_datetime(s) if isinstance(s, str) else None
     return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else (for_rich(s) if s else "—")
 
 
-def _fmt_task_left(task: dict) -> str:
-    """Time to the deadline; past it, the late-day window that is still open."""
+def _fmt_task_left(task: dict[str, Any], now: datetime | None = None) -> str:
+    """Time to the deadline, or to the end of late days, worded as the web pages word it."""
     if task.get("open") is False:
         return "closed"
-    deadline, closes = task.get("deadline"), task.get("closes_at")
-    dt = _parse_time(deadline)
-    if dt is not None and dt <= datetime.now(timezone.utc) and closes:
-        return f"late days only, closes in {_fmt_left(closes)}"
-    return _fmt_left(deadline)
-
-
-def _fmt_left(s: Any) -> str:
-    """Time left until an ISO deadline, e.g. '3d 4h', or 'closed'."""
-    dt = _parse_time(s)
-    if dt is None:
-        return "no deadline"
-    secs = int((dt - datetime.now(timezone.utc)).total_seconds())
-    if secs <= 0:
-        return "passed"
-    d, rem = divmod(secs, 86400)
-    h, rem = divmod(rem, 3600)
-    m = rem // 60
-    return f"{d}d {h}h" if d else (f"{h}h {m}m" if h else f"{m}m")
+    return deadlines.deadline_left(task.get("deadline"), task.get("closes_at"), now)
 
 
 def _status_style(status: str | None) -> str:
@@ -233,8 +206,8 @@ def _render_submission(sub: dict[str, Any]) -> None:
     if part and part.get("undefined"):
         undefined = ", ".join(f"{u.get('class')} {u.get('metric')}: {u.get('reason')}" for u in part["undefined"])
         out.print(f"[dim]undefined (left out of the mean): {for_rich(undefined)}[/]")
-    overall = sub.get("overall") if isinstance(sub.get("overall"), dict) else {}
-    points = overall.get("points")  # {earned, max}; only once private scores are visible
+    overall = sub.get("overall")
+    points = overall.get("points") if isinstance(overall, dict) else None  # {earned, max}: once private scores show
     if isinstance(points, dict) and points.get("max") is not None:
         out.print(f"points: {for_rich(points.get('earned'))}/{for_rich(points.get('max'))}")
     stats = sub.get("model_stats")
@@ -438,9 +411,9 @@ def submissions(
             _console().print(f"no submissions to {for_rich(task)} yet")
             return
         t = Table(title=f"{for_rich(task)}: your submissions", title_justify="left")
-        for col, kw in (("#", {"justify": "right"}), ("id", {"justify": "right"}), ("time", {}), ("note", {}),
-                        ("public", {"justify": "right"}), ("change", {"justify": "right"}), ("status", {})):
-            t.add_column(col, **kw)
+        for col, right in (("#", True), ("id", True), ("time", False), ("note", False),
+                           ("public", True), ("change", True), ("status", False)):
+            t.add_column(col, justify="right" if right else "left")
         for i, r in enumerate(rows, 1):
             st = r.get("status")
             sel = " ★" if r.get("selected") else ""
@@ -525,8 +498,10 @@ def leaderboard(
         board = "private" if private else "public"
         with _client(as_json) as c:
             lb = c.leaderboard(task, board)
+            info: dict[str, Any] = {}
             try:  # the deadline is on the task, not on the board
-                lb.setdefault("deadline", c.task(task).get("deadline"))
+                info = c.task(task)
+                lb.setdefault("deadline", info.get("deadline"))
             except Exception:
                 pass
         if as_json:
@@ -534,10 +509,9 @@ def leaderboard(
             return
         rows = lb.get("rows") or []
         t = Table(title=f"{for_rich(task)} · {board} leaderboard", title_justify="left")
-        for col, kw in (("rank", {"justify": "right"}), ("name", {}),
-                        (for_rich(lb.get("metric") or "score"), {"justify": "right"}),
-                        ("entries", {"justify": "right"}), ("last", {})):
-            t.add_column(col, **kw)
+        for col, right in (("rank", True), ("name", False), (for_rich(lb.get("metric") or "score"), True),
+                           ("entries", True), ("last", False)):
+            t.add_column(col, justify="right" if right else "left")
         for r in rows:
             name = r.get("user") or r.get("name")
             if isinstance(name, dict):
@@ -551,7 +525,8 @@ def leaderboard(
         if not rows:
             out.print("no scored submissions yet")
         if lb.get("deadline"):
-            out.print(f"deadline {_fmt_time(lb['deadline'])} ({_fmt_left(lb['deadline'])})")
+            left = _fmt_task_left({**info, "deadline": lb["deadline"]})
+            out.print(f"deadline {_fmt_time(lb['deadline'])} ({left})")
 
     _guard(as_json, body)
 

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from grader_api.web import session as websession
+from scoring import deadlines
 
 # No script at all on these pages: charts are SVG drawn on the server, refresh is a meta tag.
 _SECURITY_HEADERS = {
@@ -26,8 +27,8 @@ _SECURITY_HEADERS = {
 @lru_cache(maxsize=1)
 def templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=time_left, deadline_left=deadline_left,
-                         pct=fmt_pct, delta_class=delta_class)
+    t.env.filters.update(score=fmt_score, delta=fmt_delta, when=fmt_time, left=deadlines.time_left,
+                         deadline_left=deadline_left, pct=fmt_pct, delta_class=delta_class)
     return t
 
 
@@ -51,43 +52,16 @@ def delta_class(v: Any, higher_is_better: bool = True) -> str:
     return "up" if (v > 0) == higher_is_better else "down"
 
 
-def _aware(dt: Any) -> datetime | None:
-    if isinstance(dt, str):
-        try:
-            dt = datetime.fromisoformat(dt.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if not isinstance(dt, datetime):
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def fmt_time(dt: Any) -> str:
-    d = _aware(dt)
+    d = deadlines.aware_datetime(dt)
     return d.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if d else "—"
 
 
-def time_left(dt: Any, now: datetime | None = None) -> str:
-    d = _aware(dt)
-    if d is None:
-        return "no deadline"
-    secs = int((d - (now or datetime.now(UTC))).total_seconds())
-    if secs <= 0:
-        return "closed"
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    mins = rem // 60
-    return f"{days}d {hours}h left" if days else (f"{hours}h {mins}m left" if hours else f"{mins}m left")
-
-
 def deadline_left(task: Any, now: datetime | None = None) -> str:
-    """Time to the deadline; once it has passed, the late-day window that is still open."""
+    """The `deadline_left` filter: the task's time left (scoring.deadlines words it), from a task
+    row or its dict."""
     get = task.get if isinstance(task, dict) else (lambda k: getattr(task, k, None))
-    deadline, closes = _aware(get("deadline")), _aware(get("closes_at"))
-    now = now or datetime.now(UTC)
-    if deadline is not None and deadline <= now and closes is not None and closes > now:
-        return "late days only: " + time_left(closes, now)
-    return time_left(deadline if deadline is not None else closes, now)
+    return deadlines.deadline_left(get("deadline"), get("closes_at"), now)
 
 
 def render(request: Request, name: str, ctx: dict[str, Any], *, status: int = 200,

@@ -103,7 +103,9 @@ def clear(response: Response) -> None:
 
 
 def csrf_ok(sess: WebSession, submitted: str | None) -> bool:
-    return bool(submitted) and hmac.compare_digest(sess.csrf, submitted)
+    if not submitted:
+        return False
+    return hmac.compare_digest(sess.csrf, submitted)
 
 
 def _hash(session_id: str) -> str:

@@ -10,12 +10,10 @@ integers: histograms, no sort) and the sort path give bit-identical results.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import numpy as np
 
-APVariant = Literal["step", "voc", "voc07"]
-AP_VARIANTS: tuple[str, ...] = ("step", "voc", "voc07")
+from scoring.types import AP_VARIANTS, APVariant
 
 # Integer scores spanning at most this many values use histograms instead of a sort.
 _MAX_COUNT_RANGE = 1 << 16

@@ -10,7 +10,7 @@ def top1(scores: np.ndarray) -> np.ndarray:
     s = np.asarray(scores)
     if s.ndim != 2 or s.shape[1] == 0:
         raise ValueError(f"expected (N, K) scores, got shape {s.shape}")
-    return np.argmax(s, axis=1).astype(np.int64)  # argmax returns the first maximum
+    return np.asarray(np.argmax(s, axis=1), dtype=np.int64)  # argmax returns the first maximum
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -18,16 +18,18 @@ METRICS: dict[str, MetricInfo] = {
     "mean_iou": MetricInfo("mean_iou", "mean IoU", True),
 }
 
-# Which primary metrics each task kind can report, and its per-class keys.
+# The key, under a report's `per_class`, of the per-class values behind each metric.
+# The one copy: reports, `undefined` reasons and the leaderboard's per-class view read it.
+PER_CLASS_KEY: dict[str, str] = {"accuracy": "accuracy", "mean_ap": "ap", "mean_iou": "iou"}
+
+# Which metrics each task kind reports, and so its per-class keys.
 KIND_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
     "multilabel": ("mean_ap",),
     "segmentation": ("mean_ap", "mean_iou"),
 }
 PER_CLASS_KEYS: dict[str, tuple[str, ...]] = {
-    "classification": ("accuracy",),
-    "multilabel": ("ap",),
-    "segmentation": ("ap", "iou"),
+    kind: tuple(PER_CLASS_KEY[m] for m in metrics) for kind, metrics in KIND_METRICS.items()
 }
 
 # Why a value can be undefined, by per-class key.

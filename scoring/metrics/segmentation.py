@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scoring.metrics.average_precision import (
-    AP_VARIANTS,
-    APVariant,
     ap_from_counts,
     counts_from_histograms,
     counts_from_pos_neg,
     mean_defined,
 )
+from scoring.types import AP_VARIANTS, APVariant
+
+if TYPE_CHECKING:  # torch is imported where it is used: importing scoring stays light
+    import torch
 
 _CHUNK_PIXELS = 1 << 18  # ~5 images of 224x224: intp temporaries of a few MB
 
@@ -71,7 +74,7 @@ def _argmax_uint8(scores: np.ndarray) -> np.ndarray:
     maxima on uint16 planes: several times faster than np.argmax(axis=1), which first copies
     the array to move the class axis last, or than a masked running argmax.
     """
-    best = np.left_shift(scores[:, 0], 8, dtype=np.uint16)
+    best: np.ndarray = np.left_shift(scores[:, 0], 8, dtype=np.uint16)
     best |= 255
     plane = np.empty_like(best)
     for k in range(1, scores.shape[1]):
@@ -82,7 +85,7 @@ def _argmax_uint8(scores: np.ndarray) -> np.ndarray:
     return (255 - best).astype(np.uint8)
 
 
-def _read_only_tensor(a: np.ndarray):
+def _read_only_tensor(a: np.ndarray) -> torch.Tensor:
     """A torch view of `a` without a copy; a read-only memory map is fine since it is only read."""
     import torch
 

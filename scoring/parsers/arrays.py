@@ -62,7 +62,9 @@ def _read_header(fp: io.BufferedIOBase, filename: str | None, where: str) -> tup
         if version == (2, 0):
             return np.lib.format.read_array_header_2_0(fp, max_header_size=10_000)
         # The private reader is numpy's only one for format 3.0 headers; its stubs leave it out.
-        return np.lib.format._read_array_header(fp, version, max_header_size=10_000)  # type: ignore[attr-defined]
+        header: tuple[tuple[int, ...], bool, np.dtype] = np.lib.format._read_array_header(  # type: ignore[attr-defined]
+            fp, version, max_header_size=10_000)
+        return header
     except Exception as exc:  # noqa: BLE001 - a forged header can raise nearly anything
         raise fail(ErrorCode.BAD_ARRAY, f"{where} is not a valid .npy array "
                    f"({type(exc).__name__})",

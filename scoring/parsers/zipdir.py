@@ -17,7 +17,7 @@ import io
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _EOCD = struct.Struct("<4s4H2LH")             # end of central directory record, 22 bytes
 _EOCD_SIG = b"PK\x05\x06"
@@ -85,7 +85,7 @@ def member_data_offset(fp: BinaryIO, entry: ZipEntry) -> int:
     _, _, _, flags, *_, name_len, extra_len = _LOCAL.unpack(fixed)
     if _decode_name(fp.read(name_len), flags) != entry.name:
         raise ZipDirectoryError(f"entry {entry.name!r} is named differently in its local header")
-    return entry.header_offset + _LOCAL.size + name_len + extra_len
+    return entry.header_offset + _LOCAL.size + int(name_len) + int(extra_len)
 
 
 def _decode_name(raw: bytes, flags: int) -> str:
@@ -122,7 +122,7 @@ def _find_directory(fp: BinaryIO) -> _Directory:
     return _Directory(count, size, start)
 
 
-def _read_zip64_record(fp: BinaryIO, eocd_at: int) -> tuple | None:
+def _read_zip64_record(fp: BinaryIO, eocd_at: int) -> tuple[Any, ...] | None:
     if eocd_at < _ZIP64_LOCATOR.size:
         return None
     fp.seek(eocd_at - _ZIP64_LOCATOR.size)

@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, average_precision_score, recall_scor
 
 from scoring.errors import PredictionFormatError, TaskFileError
 from scoring.evaluate import evaluate
+from scoring.metrics.info import METRICS, PER_CLASS_KEY, PER_CLASS_KEYS, UNDEFINED_REASONS
 from scoring.metrics.segmentation import segmentation_metrics
 from scoring.points import compute_points
 from scoring.types import PointsRule, Predictions, Split, TaskSpec
@@ -175,6 +176,25 @@ def test_all_classes_undefined_gives_null_primary_and_zero_points():
     assert r["primary"] is None
     assert {"class": None, "metric": "mean_ap", "reason": "no class has a defined ap"} in r["undefined"]
     assert r["points"]["earned"] == 0.0 and r["points"]["max"] == 5.0 and r["points"]["note"]
+
+
+def test_per_class_key_names_the_values_behind_each_metric():
+    """PER_CLASS_KEY (what the leaderboard's per-class view reads) matches the reports."""
+    assert set(PER_CLASS_KEY) == set(METRICS) and set(PER_CLASS_KEY.values()) == set(UNDEFINED_REASONS)
+    mask = [True, False, True, False]
+    reports = [
+        evaluate(make_task("classification", 3, "accuracy"), make_split(np.array([0, 1, 2, 2]), mask),
+                 Predictions(labels=np.array([0, 1, 1, 2]))),
+        evaluate(make_task("multilabel", 3, "mean_ap", ap="step"),
+                 make_split(np.eye(3, dtype=np.uint8)[[0, 1, 2, 2]], mask),
+                 Predictions(scores=np.random.default_rng(0).random((4, 3)))),
+        evaluate(make_task("segmentation", 2, "mean_iou", ap="voc"), make_split(np.zeros((4, 3, 3), np.uint8), mask),
+                 Predictions(scores=np.zeros((4, 2, 3, 3), np.uint8))),
+    ]
+    for r in reports:
+        keys = {PER_CLASS_KEY[m] for m in r["metrics"]}
+        assert PER_CLASS_KEY[r["primary_metric"]] in keys
+        assert set(r["per_class"]["c0"]) == keys == set(PER_CLASS_KEYS[r["kind"]])
 
 
 # -- segmentation -------------------------------------------------------------------------------
