@@ -141,7 +141,7 @@ def _read_scores(box: SandboxProcess, expected: list[int | None], n: int, task: 
         if dtype != np.float32 or tuple(shape) != want:
             raise ModelRejected(f"output shape {tuple(shape)} does not fit task {task.name}: expected {want}")
         buf = np.empty(want[::-1] if fortran_order else want, dtype=np.float32)
-        view, got = memoryview(buf).cast("B"), 0
+        view, got = buf.data.cast("B"), 0
         while got < nbytes and (step := f.readinto(view[got:])):
             got += step
         if got != nbytes or f.read(1):

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from scoring.parsers.zipdir import (
     ZipDirectoryError,
@@ -30,6 +30,9 @@ from scoring.parsers.zipdir import (
 )
 from scoring.types import TaskSpec
 from worker.sandbox.errors import ModelRefused, ModelRejected
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"                        # pickle protocol >= 2 opcode
@@ -270,9 +273,9 @@ def _check_exported_program(f: BinaryIO, s: _ArchiveSummary) -> None:
         found = ", ".join(repr(p) for p in s.programs) + (" …" if s.program_count > len(s.programs) else "")
         raise _refuse_program(f"expected one program, {_PROGRAM!r}, as torch.export.save writes it; "
                               f"found {found or 'none'}")
-    for name, found in s.members.items():
-        if len(found) > 1:
-            raise _refuse_program(f"it holds {len(found)} entries named {name!r}, differing at most in "
+    for name, entries in s.members.items():
+        if len(entries) > 1:
+            raise _refuse_program(f"it holds {len(entries)} entries named {name!r}, differing at most in "
                                   "letter case, which PyTorch's reader need not tell apart: the file is damaged")
     if s.native_code is not None:
         raise _refuse_program(f"it holds compiled AOTInductor code ({s.native_code!r}), which is never run; "
@@ -336,11 +339,18 @@ def _read_stored(f: BinaryIO, entry: ZipEntry, limit: int) -> bytes:
     return data
 
 
-class _Slice:
-    """Bytes [start, start + size) of a file, as a file: an archive stored inside an archive."""
+class _Slice(io.RawIOBase):
+    """Bytes [start, start + size) of a file, as a raw file: an archive stored inside an archive."""
 
     def __init__(self, f: BinaryIO, start: int, size: int):
+        super().__init__()
         self._f, self._start, self._size, self._pos = f, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
@@ -350,21 +360,23 @@ class _Slice:
     def tell(self) -> int:
         return self._pos
 
-    def read(self, n: int = -1) -> bytes:
-        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self._size, self._pos + len(view))
         if end <= self._pos:
-            return b""
+            return 0
         self._f.seek(self._start + self._pos)
         data = self._f.read(end - self._pos)
+        view[:len(data)] = data
         self._pos += len(data)
-        return data
+        return len(data)
 
 
 def _check_sample_inputs(f: BinaryIO, entry: ZipEntry) -> None:
     """The example inputs are a torch.save archive that torch.export.load opens with safe
     loading and, should that fail, with full unpickling: only plain tensors are accepted."""
     where = f"its example inputs ({_SAMPLE_INPUTS!r})"
-    nested = _Slice(f, _stored_data_offset(f, entry), entry.size)
+    nested = io.BufferedReader(_Slice(f, _stored_data_offset(f, entry), entry.size))
     if nested.read(4) != ZIP_MAGIC:
         raise _refuse_program(f"{where} are a bare pickle, which is never loaded; save it with torch.export.save")
     try:

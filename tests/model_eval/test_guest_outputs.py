@@ -11,17 +11,16 @@ import pytest
 
 from worker.sandbox.errors import ModelRejected
 from worker.sandbox.limits import SandboxLimits
-from worker.sandbox.payload import run_payload
-from worker.sandbox.pool import get_pool
 
 from .helpers import make_task
+from .probe import run_probe, start_probe
 
 MiB = 1024 * 1024
 
 
 def _run(code: str, limits: SandboxLimits | None = None):
     t0 = time.monotonic()
-    outcome, files = run_payload(code, limits or SandboxLimits(wall_time_s=30))
+    outcome, files = run_probe(code, limits or SandboxLimits(wall_time_s=30))
     return outcome, files, time.monotonic() - t0
 
 
@@ -68,37 +67,33 @@ def test_oversized_result_file_is_rejected():
 def test_scores_file_replaced_by_a_pipe_or_link_is_rejected(make, kind):
     from worker.model_eval import _read_scores
 
-    pool = get_pool()
     limits = SandboxLimits(wall_time_s=30)
-    box = pool.take("cpu", 1, limits.max_file_bytes)
+    box = start_probe(limits)
     try:
-        outcome = box.run({"python": f"import os\n{make}\n"}, limits)
+        outcome = box.run({"probe": f"import os\n{make}\n"}, limits)
         assert outcome.ok, outcome.reason
         with pytest.raises(ModelRejected) as err:
             _read_scores(box, [None, 10], 4, make_task(reference_model=None))
     finally:
         box.close()
-        pool.refill("cpu", 1, limits.max_file_bytes)
     assert str(err.value) == f"the model replaced its output file scores.npy with {kind}; expected a regular file"
 
 
 def test_scores_file_claiming_a_huge_shape_is_rejected_before_reading():
     from worker.model_eval import _read_scores
 
-    pool = get_pool()
     limits = SandboxLimits(wall_time_s=30)
-    box = pool.take("cpu", 1, limits.max_file_bytes)
+    box = start_probe(limits)
     header = ("import numpy as np\n"
               "with open(OUT + '/scores.npy', 'wb') as f:\n"
               "    np.lib.format.write_array_header_1_0(f, {'descr': '<f4', 'fortran_order': False,"
               " 'shape': (1 << 40, 10)})\n")
     try:
-        assert box.run({"python": header}, limits).ok
+        assert box.run({"probe": header}, limits).ok
         with pytest.raises(ModelRejected, match=r"output shape \(1099511627776, 10\) does not fit"):
             _read_scores(box, [None, 10], 4, make_task(reference_model=None))
     finally:
         box.close()
-        pool.refill("cpu", 1, limits.max_file_bytes)
 
 
 # --- D4: the output limit holds below the top level ---------------------------------------------

@@ -1,7 +1,8 @@
-"""Hostile model files and probe payloads: each fails with the right reason, the worker stays healthy.
+"""Hostile model files and confinement probes: each fails with the right reason, the worker stays healthy.
 
 TorchScript cannot import Python modules, but its op set still reaches files (torch.from_file,
-torch.save), memory and CPU. The sandbox primitives are also probed directly with Python code.
+torch.save), memory and CPU. The sandbox primitives are also probed directly with Python code,
+run by the test-only probe guest (probe.py) under the same confinement as a model.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from worker.model_eval import ModelRejected, SandboxLimits, evaluate_model_file
 from worker.sandbox import proctree
 from worker.sandbox.isolation import NOBODY_UID
 from worker.sandbox.limits import GiB
-from worker.sandbox.payload import run_payload
 from worker.sandbox.pool import get_pool
 
 from .helpers import Drop, Loop, Peek, images, make_task, save_torchscript
+from .probe import run_probe
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated.*:FutureWarning")
 
@@ -32,15 +33,16 @@ _BOXES: list = []
 
 @pytest.fixture(autouse=True)
 def _record_sandboxes(monkeypatch):
-    """Remember every sandbox this test starts, to find anything of theirs left running."""
-    from worker.sandbox import pool as pool_module
+    """Remember every sandbox this test starts (models and probes), to find anything of theirs left running."""
+    from worker.sandbox.process import SandboxProcess
 
-    class Recorded(pool_module.SandboxProcess):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            _BOXES.append(self)
+    started = SandboxProcess.__init__
 
-    monkeypatch.setattr(pool_module, "SandboxProcess", Recorded)
+    def recorded(self, *args, **kwargs):
+        started(self, *args, **kwargs)
+        _BOXES.append(self)
+
+    monkeypatch.setattr(SandboxProcess, "__init__", recorded)
     yield
 
 
@@ -143,11 +145,11 @@ def test_torchscript_cannot_tamper_with_cached_inputs(tmp_path, sandbox_mode):
     np.testing.assert_array_equal(np.load(prepared.path), x)
 
 
-# --- sandbox primitives, probed with Python payloads -------------------------------------------
+# --- sandbox primitives, probed with Python code run by the probe guest ---------------------------
 
-def test_payload_runs_confined(sandbox_mode):
+def test_probe_runs_confined(sandbox_mode):
     project_file = str(Path(__file__).resolve().parents[2] / "pyproject.toml")
-    outcome, files = run_payload(
+    outcome, files = run_probe(
         "import os, json\n"
         "s = open('/proc/self/status').read()\n"
         "paths = ['/etc/passwd', '/etc/hostname', '/root', '/home', " + repr(project_file) + "]\n"
@@ -167,7 +169,7 @@ def test_payload_runs_confined(sandbox_mode):
         assert len(probe["pids"]) <= 3                                   # own pid namespace
 
 
-def test_payload_cannot_connect_to_localhost():
+def test_probe_cannot_connect_to_localhost():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -185,7 +187,7 @@ def test_payload_cannot_connect_to_localhost():
 
     t = threading.Thread(target=accept)
     t.start()
-    outcome, _ = run_payload(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n")
+    outcome, _ = run_probe(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n")
     t.join()
     server.close()
     assert not outcome.ok
@@ -193,18 +195,18 @@ def test_payload_cannot_connect_to_localhost():
     assert accepted == []
 
 
-def test_payload_cannot_read_files_outside(tmp_path):
+def test_probe_cannot_read_files_outside(tmp_path):
     labels = tmp_path / "labels.npy"
     np.save(labels, np.arange(5))
     os.chmod(tmp_path, 0o755)
     os.chmod(labels, 0o644)
-    outcome, _ = run_payload(f"open({str(labels)!r}, 'rb').read()\n")
+    outcome, _ = run_probe(f"open({str(labels)!r}, 'rb').read()\n")
     assert not outcome.ok
     assert "FileNotFoundError" in outcome.reason or "PermissionError" in outcome.reason
 
 
-def test_payload_fork_bomb_is_capped(tmp_path):
-    outcome, files = run_payload(
+def test_probe_fork_bomb_is_capped(tmp_path):
+    outcome, files = run_probe(
         "import os, time\n"
         "n = 0\n"
         "try:\n"
@@ -223,17 +225,17 @@ def test_payload_fork_bomb_is_capped(tmp_path):
 
 
 @pytest.mark.slow
-def test_payload_unbounded_allocation(tmp_path):
-    outcome, _ = run_payload("keep = []\nwhile True:\n    keep.append(bytearray(64 << 20))\n",
+def test_probe_unbounded_allocation(tmp_path):
+    outcome, _ = run_probe("keep = []\nwhile True:\n    keep.append(bytearray(64 << 20))\n",
                              SandboxLimits(wall_time_s=60, memory_bytes=int(1.5 * GiB)))
     assert not outcome.ok
     assert outcome.reason == "exceeded 1.5 GiB of memory"
     _assert_healthy(tmp_path)
 
 
-def test_payload_infinite_loop_and_escape_attempt(tmp_path):
+def test_probe_infinite_loop_and_escape_attempt(tmp_path):
     """A child that tries to leave the process group (setsid) and loops: refused, then killed."""
-    outcome, files = run_payload(
+    outcome, files = run_probe(
         "import os\n"
         "try:\n"
         "    os.setsid()\n"
@@ -247,3 +249,19 @@ def test_payload_infinite_loop_and_escape_attempt(tmp_path):
     assert outcome.reason == "timed out after 2 s"
     assert files["setsid"] == b"PermissionError"
     _assert_healthy(tmp_path)
+
+
+def test_the_model_guest_runs_no_code_sent_in_a_job():
+    """Only the tests' probe guest executes code from its job; the guest the worker runs has no such path."""
+    pool = get_pool()
+    limits = SandboxLimits(wall_time_s=30)
+    box = pool.take("cpu", 1, limits.max_file_bytes)
+    code = "open(OUT + '/ran', 'w').write('ran')\n"
+    try:
+        outcome = box.run({"python": code, "probe": code}, limits)
+        names = box.output_names()
+    finally:
+        box.close()
+        pool.refill("cpu", 1, limits.max_file_bytes)
+    assert not outcome.ok
+    assert "ran" not in names

@@ -16,6 +16,8 @@ from worker.sandbox.errors import SandboxUnavailable
 from worker.sandbox.limits import SandboxLimits
 from worker.sandbox.pool import SandboxPool
 
+from .probe import start_probe
+
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the fallback sandbox needs root")
 
 
@@ -105,9 +107,9 @@ def test_a_fallback_model_cannot_read_labels_the_service_wrote(configured_mode, 
     pool = SandboxPool(base_dir=runtime, warm_spare=False)
     limits = SandboxLimits(wall_time_s=60)
     try:
-        box = pool.take("cpu", 1, limits.max_file_bytes)
+        box = start_probe(limits, pool)
         try:
-            outcome = box.run({"python": f"open({str(split / 'labels.npy')!r}, 'rb').read()\n"}, limits)
+            outcome = box.run({"probe": f"open({str(split / 'labels.npy')!r}, 'rb').read()\n"}, limits)
         finally:
             box.close()
     finally:

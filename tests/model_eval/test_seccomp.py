@@ -13,6 +13,8 @@ import pytest
 
 from worker.sandbox.guest import confine
 
+from .probe import start_probe
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -106,15 +108,16 @@ def test_a_sandbox_without_libseccomp_is_unavailable_not_unconfined(monkeypatch,
 
     real = isolation._python_argv
 
-    def without_libseccomp(code_dir: Path) -> list[str]:
-        argv = real(code_dir)
+    def without_libseccomp(code_dir: Path, guest_script: Path | None = None) -> list[str]:
+        argv = real(code_dir, guest_script)
         return [*argv[:-1], "import sys; sys.modules['pyseccomp'] = None; " + argv[-1]]
 
     monkeypatch.setattr(isolation, "_python_argv", without_libseccomp)
     pool = SandboxPool(base_dir=tmp_path, warm_spare=False)
     try:
-        box = pool.take("cpu", 1, SandboxLimits().max_file_bytes)
+        limits = SandboxLimits(wall_time_s=30)
+        box = start_probe(limits, pool)
         with pytest.raises(SandboxUnavailable, match="cannot confine models: libseccomp is not usable"):
-            box.run({"python": "open(OUT + '/ran', 'w').write('unconfined')"}, SandboxLimits(wall_time_s=30))
+            box.run({"probe": "open(OUT + '/ran', 'w').write('unconfined')"}, limits)
     finally:
         pool.close()

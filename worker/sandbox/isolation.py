@@ -222,10 +222,14 @@ def guest_env(threads: int, cuda_visible: str) -> dict[str, str]:
     }
 
 
-def _python_argv(code_dir: Path) -> list[str]:
+def _python_argv(code_dir: Path, guest_script: Path | None = None) -> list[str]:
+    """The guest's command line: heldout_guest.main, or `guest_script` (its path as the guest sees it)."""
     # -I: ignore PYTHON* variables, user site and the cwd; -B: write no .pyc into the code binds.
-    bootstrap = (f"import sys; sys.path.insert(0, {str(code_dir)!r}); "
-                 "from heldout_guest.main import run_and_exit; run_and_exit()")
+    bootstrap = f"import sys; sys.path.insert(0, {str(code_dir)!r}); "
+    if guest_script is None:
+        bootstrap += "from heldout_guest.main import run_and_exit; run_and_exit()"
+    else:
+        bootstrap += f"import runpy; runpy.run_path({str(guest_script)!r}, run_name='__main__')"
     return [sys.executable, "-I", "-B", "-c", bootstrap]
 
 
@@ -247,7 +251,11 @@ def fallback_code_dir(runtime: Path) -> Path:
 
 
 def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int, cuda_visible: str,
-                 gpu_physical: str | None, *, output_bytes: int = SandboxLimits.max_file_bytes) -> Launch:
+                 gpu_physical: str | None, *, output_bytes: int = SandboxLimits.max_file_bytes,
+                 guest_script: Path | None = None) -> Launch:
+    """`guest_script`: a host Python file the sandbox runs instead of heldout_guest.main, in the
+    same sandbox (tests only: their confinement probe, which confines itself through
+    heldout_guest.main.serve as the real guest does). The worker never sets it."""
     env = guest_env(threads, cuda_visible)
     root = os.geteuid() == 0
     if mode == "bwrap":
@@ -267,6 +275,10 @@ def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int, cuda_vis
             argv += _ro_bind_with_parents(tree, tree, made)
         argv += _ro_bind_with_parents(_GUEST_DIR, guest.code / "heldout_guest", made)
         argv += _ro_bind_with_parents(_REFERENCE_MODELS_DIR, guest.code / "reference_models", made)
+        script = None
+        if guest_script is not None:
+            script = GUEST_ROOT / "entry.py"
+            argv += ["--ro-bind", str(guest_script.resolve()), str(script)]
         # The output dir is a tmpfs of its own, not a bind of a host directory: what the guest
         # writes is bounded by its size whatever the watchdog sees, and never reaches the disk.
         argv += ["--ro-bind", str(dirs.inputs), str(guest.inputs),
@@ -275,11 +287,12 @@ def build_launch(mode: str, dirs: JobDirs, runtime: Path, threads: int, cuda_vis
                  *_gpu_binds(gpu_physical), "--chdir", "/tmp"]
         if root:
             argv += setpriv_argv()
-        argv += _python_argv(guest.code)
+        argv += _python_argv(guest.code, script)
         return Launch(argv, {"PATH": "/usr/bin:/bin"}, guest)
     if mode == "fallback":
         guest = GuestPaths(fallback_code_dir(runtime), dirs.inputs, dirs.outputs)
-        argv = ["unshare", "--net", "--ipc", "--uts", "--", *setpriv_argv(), *_python_argv(guest.code)]
+        script = None if guest_script is None else guest_script.resolve()
+        argv = ["unshare", "--net", "--ipc", "--uts", "--", *setpriv_argv(), *_python_argv(guest.code, script)]
         return Launch(argv, env, guest)
     from worker.sandbox.errors import SandboxUnavailable
 

@@ -8,10 +8,10 @@ the worker expects a file, and none of those may hang the worker or lead it anyw
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from worker.sandbox.errors import ModelRejected
 
@@ -28,7 +28,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_output(dir_fd: int, name: str, max_bytes: int) -> BinaryIO | None:
+def open_output(dir_fd: int, name: str, max_bytes: int) -> io.BufferedReader | None:
     """`name` in the output directory opened for reading, None when it does not exist.
 
     ModelRejected when it is anything but a regular file of at most `max_bytes`.

@@ -6,6 +6,7 @@ evaluation or touch the next one.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -15,7 +16,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from worker.sandbox import outputs, proctree
 from worker.sandbox.errors import ModelRejected, SandboxUnavailable
@@ -50,7 +50,7 @@ def cuda_assignment(device: str) -> tuple[str, str | None, str]:
 
 
 # Signals the kernel sends when a limit set on the guest is hit (SIGKILL: CPU hard limit or OOM).
-_LIMIT_SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "output", signal.SIGKILL: "memory"}
+_LIMIT_SIGNALS: dict[int, str] = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "output", signal.SIGKILL: "memory"}
 
 
 def _signal_reason(sig: int, limits: SandboxLimits, cpu_s: float) -> str:
@@ -66,15 +66,17 @@ def _signal_reason(sig: int, limits: SandboxLimits, cpu_s: float) -> str:
 
 
 class SandboxProcess:
-    def __init__(self, runtime_dir: Path, mode: str, threads: int, device: str, output_bytes: int):
+    def __init__(self, runtime_dir: Path, mode: str, threads: int, device: str, output_bytes: int, *,
+                 guest_script: Path | None = None):
         """`output_bytes`: what the guest may write to its output directory in all (under
-        bubblewrap also the size of the tmpfs that directory is, so it holds by construction)."""
+        bubblewrap also the size of the tmpfs that directory is, so it holds by construction).
+        `guest_script`: tests only, see isolation.build_launch; the worker never sets it."""
         self.mode, self.threads, self.device = mode, threads, device
         self.output_bytes = output_bytes
         self.dirs = JobDirs.create(runtime_dir)
         cuda_visible, physical, self.guest_device = cuda_assignment(device)
         self.launch = build_launch(mode, self.dirs, runtime_dir, threads, cuda_visible, physical,
-                                   output_bytes=output_bytes)
+                                   output_bytes=output_bytes, guest_script=guest_script)
         self._boot_log = self.dirs.root / "boot.log"
         # The guest's output directory, read only through this descriptor (see outputs.py), opened
         # before the guest starts so a failure here leaves no process behind. Under bubblewrap it is
@@ -289,7 +291,7 @@ class SandboxProcess:
         assert self._out_fd is not None
         return outputs.read_output(self._out_fd, name, max_bytes)
 
-    def open_output(self, name: str, max_bytes: int) -> BinaryIO | None:
+    def open_output(self, name: str, max_bytes: int) -> io.BufferedReader | None:
         """Like read_output, as an open file (for large outputs such as the scores)."""
         assert self._out_fd is not None
         return outputs.open_output(self._out_fd, name, max_bytes)

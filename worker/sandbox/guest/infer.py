@@ -47,10 +47,10 @@ class Runner:
         dev = job.device
         if job.autocast == "bfloat16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
             job.autocast = "float16"
-        self.mean = self.std = None
+        self.normalize: tuple[torch.Tensor, torch.Tensor] | None = None   # (mean, std), per channel
         if job.mean is not None:
-            self.mean = torch.tensor(job.mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
-            self.std = torch.tensor(job.std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+            self.normalize = (torch.tensor(job.mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1),
+                              torch.tensor(job.std, dtype=torch.float32, device=dev).view(1, -1, 1, 1))
         if self.channels_last:
             self._to_channels_last()
 
@@ -68,8 +68,9 @@ class Runner:
         elif self.job.layout == "nhwc":
             x = x.permute(0, 3, 1, 2)          # a channels_last view, no copy
         x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
+        if self.normalize is not None:
+            mean, std = self.normalize
+            x = (x - mean) / std
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
@@ -118,7 +119,7 @@ class Runner:
     def run(self) -> dict:
         n = len(self.job.inputs)
         bs = max(1, min(self.job.batch_size, n))
-        out_file: np.ndarray | None = None
+        out_file: np.memmap | None = None
         start = 0
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -5,6 +5,9 @@ seccomp filter is compiled (or "unavailable: <reason>" when it cannot confine it
 then reads one JSON job line on stdin. Results go to files in the job's output dir (scores.npy,
 result.json); stdout/stderr are redirected to size-limited log files before the upload is
 touched, so nothing the model prints reaches the worker's pipes.
+
+`serve` is that sequence with the work (load and infer a model) as its argument, so that every
+entry point confines itself the same way before it does anything with the job.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from types import ModuleType
+
+# (job, torch) -> stats: what the guest does once confined; its exceptions become the result.
+Work = Callable[[dict, ModuleType], dict]
 
 
 def _write_result(out_dir: str, payload: dict) -> None:
@@ -35,7 +43,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _run(job: dict, torch) -> dict:
+def _run(job: dict, torch: ModuleType) -> dict:
     import numpy as np
 
     from heldout_guest.infer import InferJob, Runner
@@ -76,7 +84,8 @@ def _run(job: dict, torch) -> dict:
     return stats
 
 
-def main() -> int:
+def serve(work: Work) -> int:
+    """Confine this process, then run `work` on the one job; the exit status."""
     import numpy  # noqa: F401  (imported before "ready": off the critical path)
     import torch
 
@@ -117,12 +126,7 @@ def main() -> int:
     from heldout_guest.errors import GuestError
 
     try:
-        if "python" in job:
-            # Self-test hook: the worker (trusted) sends Python code that probes the confinement.
-            exec(compile(job["python"], "<payload>", "exec"), {"__name__": "__payload__", "OUT": out_dir})
-            _write_result(out_dir, {"ok": True, "stats": {}})
-            return 0
-        stats = _run(job, torch)
+        stats = work(job, torch)
     except GuestError as err:
         _write_result(out_dir, {"ok": False, "kind": err.kind, "message": str(err)})
         return 1
@@ -140,9 +144,10 @@ def main() -> int:
     return 0
 
 
-def run_and_exit() -> None:
-    """Skip interpreter teardown (hundreds of ms with torch loaded): results are already on disk."""
-    code = main()
+def run_and_exit(work: Work = _run) -> None:
+    """Serve one job, then skip interpreter teardown (hundreds of ms with torch loaded): results
+    are already on disk."""
+    code = serve(work)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
