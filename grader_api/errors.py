@@ -2,9 +2,11 @@
 
     {"detail": "<readable message>", "code": "<kind>", "line": int|null, "column": int|null}
 
-Services raise `ApiError` (or a subclass); FastAPI's own HTTP and validation errors are mapped
-to the same shape; anything else is logged with its stack trace and answered with a generic
-500 that reveals nothing.
+Services raise domain errors (`grader_api/services/errors.py`), answered here with the status
+code and headers of one table, `_DOMAIN_STATUS`; the HTTP edge itself (routers, auth, rate
+limits, the multipart reader) raises `ApiError`. FastAPI's own HTTP and validation errors are
+mapped to the same shape; anything else is logged with its stack trace and answered with a
+generic 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from grader_api.services.errors import (
+    Conflict,
+    DailyLimitReached,
+    DifferentTasks,
+    DomainError,
+    InvalidInput,
+    InvalidUpload,
+    NotAllowed,
+    NotFound,
+    SplitUnavailable,
+    TokenRevoked,
+    UnsupportedUpload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +51,40 @@ class ApiError(Exception):
         self.line, self.column, self.headers = line, column, headers
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, f"{what} not found", "not_found")
+# Each kind of domain error's status; a subclass takes its nearest listed ancestor's.
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    DifferentTasks: 400,
+    TokenRevoked: 401,
+    NotAllowed: 403,          # PrivateHidden, TaskClosed
+    NotFound: 404,
+    Conflict: 409,            # NotScored, SelectionClosed, TooManySelected
+    UnsupportedUpload: 415,
+    InvalidInput: 422,        # InvalidTask
+    InvalidUpload: 422,       # InvalidPredictions, RejectedModel; see _UPLOAD_STATUS_BY_CODE
+    DailyLimitReached: 429,
+    SplitUnavailable: 503,
+}
+# Parser error kinds that mean "not a file type we take" (415) or "no file at all" (400)
+# rather than "a bad file" (422).
+_UPLOAD_STATUS_BY_CODE = {"not_utf8": 415, "binary_content": 415, "unsupported_format": 415, "empty_file": 400}
+
+
+def domain_status(exc: DomainError) -> int:
+    """The HTTP status a domain error is answered with (the web pages show it too)."""
+    if isinstance(exc, InvalidUpload) and exc.code in _UPLOAD_STATUS_BY_CODE:
+        return _UPLOAD_STATUS_BY_CODE[exc.code]
+    for cls in type(exc).__mro__:
+        if cls in _DOMAIN_STATUS:
+            return _DOMAIN_STATUS[cls]
+    return 400
+
+
+def domain_headers(exc: DomainError) -> dict[str, str] | None:
+    if isinstance(exc, TokenRevoked):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, DailyLimitReached):
+        return {"Retry-After": str(exc.retry_after_s)}
+    return None
 
 
 def envelope(detail: str, code: str, line: int | None = None, column: int | None = None) -> dict:
@@ -62,6 +110,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_req: Request, exc: ApiError):
         return JSONResponse(envelope(exc.detail, exc.code, exc.line, exc.column),
                             status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_req: Request, exc: DomainError):
+        return JSONResponse(envelope(exc.message, exc.code, exc.line, exc.column),
+                            status_code=domain_status(exc), headers=domain_headers(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException):

@@ -180,12 +180,12 @@ def _db():
 
 def _run(fn):
     from grader_api.cli.safe_text import for_terminal
-    from grader_api.errors import ApiError
+    from grader_api.services.errors import DomainError
 
     try:
         return fn()
-    except ApiError as exc:
-        typer.echo(f"error: {for_terminal(exc.detail)}", err=True)
+    except DomainError as exc:
+        typer.echo(f"error: {for_terminal(exc.message)}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Query
 
 from grader_api.auth import CurrentUser
@@ -15,15 +17,15 @@ router = APIRouter(tags=["me"])
 
 
 @router.get("/me", response_model=UserOut)
-def me(user: CurrentUser) -> dict:
+def me(user: CurrentUser) -> UserOut:
     return user_view(user)
 
 
 @router.get("/me/submissions", response_model=History)
-def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(description="task name")) -> dict:
+def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(description="task name")) -> History:
     t = task_service.get_task(session, task)
-    return {"task": t.name, "metric": t.metric, "higher_is_better": t.higher_is_better,
-            "submissions": submission_service.history(session, t, user)}
+    return History(task=t.name, metric=t.metric, higher_is_better=t.higher_is_better,
+                   submissions=submission_service.history(session, t, user))
 
 
 @router.get("/me/submissions/diff")
@@ -32,4 +34,4 @@ def my_diff(user: CurrentUser, session: SessionDep,
             b: int = Query(ge=1, le=DB_ID_MAX, description="later submission id"),
             part: str = Query("public", description="public, or private/overall after the task closes")) -> dict:
     """Per-class differences b − a between two of the caller's submissions."""
-    return submission_service.diff(session, user, a, b, part)
+    return asdict(submission_service.diff(session, user, a, b, part))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from fastapi import Request
 from python_multipart.multipart import (
@@ -26,6 +27,9 @@ from python_multipart.multipart import (
 
 from grader_api.errors import ApiError
 from grader_api.storage import LocalStorage
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 _MAX_TEXT_FIELD = 16 * 1024     # `note` and friends
 _MAX_TEXT_FIELDS = 8
@@ -65,7 +69,7 @@ class _Collector:
         self.parts = 0
         self.hasher = hashlib.sha256()
         self.error: ApiError | None = None
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self._header_field = b""
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
@@ -73,7 +77,7 @@ class _Collector:
         self._is_file = False
         self._text = bytearray()
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin, "on_part_data": self._part_data, "on_part_end": self._part_end,
             "on_header_field": self._header_field_cb, "on_header_value": self._header_value_cb,
@@ -122,7 +126,8 @@ class _Collector:
                 self.error = _too_large(self.limit)
                 return
             self.hasher.update(chunk)
-            self._fh.write(chunk)
+            if self._fh is not None:  # opened in _headers_finished with _is_file
+                self._fh.write(chunk)
         else:
             self._text += chunk
             if len(self._text) > _MAX_TEXT_FIELD:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +33,8 @@ _UPLOAD_DOC = {
                        "note": {"type": "string", "description": "what changed since the last attempt"}},
     }}}},
 }
-_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 415, 422, 429)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 415, 422, 429)}
 
 
 @router.post("/tasks/{task}/submissions", status_code=202, response_model=SubmissionAccepted,
@@ -87,13 +90,14 @@ async def upload(task: str, request: Request, user: CurrentUser, db: DatabaseDep
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut)
-def get_submission(submission_id: SubmissionId, user: CurrentUser, session: SessionDep) -> dict:
+def get_submission(submission_id: SubmissionId, user: CurrentUser, session: SessionDep) -> SubmissionOut:
     sub = submission_service.get_visible(session, submission_id, user)
     return submission_service.submission_view(sub, user)
 
 
 @router.post("/submissions/{submission_id}/select", response_model=SubmissionOut)
-def select(submission_id: SubmissionId, user: CurrentUser, session: SessionDep, body: SelectIn | None = None) -> dict:
+def select(submission_id: SubmissionId, user: CurrentUser, session: SessionDep,
+           body: SelectIn | None = None) -> SubmissionOut:
     """Mark (or with `{"selected": false}` unmark) one of your submissions as final."""
     sub = submission_service.get_visible(session, submission_id, user)
     submission_service.set_selected(session, sub, user, True if body is None else body.selected)

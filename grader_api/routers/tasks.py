@@ -26,12 +26,12 @@ _TASK_BODY_DOC = {"requestBody": {"required": True, "content": {
 
 
 @router.get("/tasks", response_model=list[TaskSummary])
-def list_tasks(user: CurrentUser, session: SessionDep) -> list[dict]:
+def list_tasks(user: CurrentUser, session: SessionDep) -> list[TaskSummary]:
     return task_service.list_tasks(session, user)
 
 
 @router.get("/tasks/{task}", response_model=TaskDetail)
-def get_task(task: str, user: CurrentUser, session: SessionDep) -> dict:
+def get_task(task: str, user: CurrentUser, session: SessionDep) -> TaskDetail:
     return task_service.task_detail(session, task_service.get_task(session, task), user)
 
 
@@ -56,7 +56,7 @@ async def _task_body(request: Request) -> tuple[str, task_service.CourseOptions]
 
 
 @router.post("/tasks", response_model=TaskDetail, status_code=201, openapi_extra=_TASK_BODY_DOC)
-async def create_task(request: Request, user: Instructor, session: SessionDep, settings: SettingsDep) -> dict:
+async def create_task(request: Request, user: Instructor, session: SessionDep, settings: SettingsDep) -> TaskDetail:
     from starlette.concurrency import run_in_threadpool
 
     text, opts = await _task_body(request)
@@ -69,7 +69,8 @@ async def create_task(request: Request, user: Instructor, session: SessionDep, s
 
 
 @router.patch("/tasks/{task}", response_model=TaskDetail)
-def patch_task(task: str, body: TaskPatch, user: Instructor, session: SessionDep, settings: SettingsDep) -> dict:
+def patch_task(task: str, body: TaskPatch, user: Instructor, session: SessionDep,
+               settings: SettingsDep) -> TaskDetail:
     t = task_service.get_task(session, task)
     given = body.model_dump(exclude_unset=True)
     yaml_text = given.pop("yaml", None)
@@ -79,23 +80,24 @@ def patch_task(task: str, body: TaskPatch, user: Instructor, session: SessionDep
 
 @router.get("/tasks/{task}/leaderboard", response_model=Leaderboard)
 def leaderboard(task: str, user: CurrentUser, session: SessionDep,
-                board: str = Query("public", pattern="^(public|private)$")) -> dict:
+                board: str = Query("public", pattern="^(public|private)$")) -> Leaderboard:
     return board_service.leaderboard(session, task_service.get_task(session, task), board, user)
 
 
 @router.get("/tasks/{task}/submissions", response_model=list[InstructorSubmissionRow])
 def task_submissions(task: str, _: Instructor, session: SessionDep, user: str | None = None,
                      status: str | None = None, late: bool | None = None,
-                     limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0, le=DB_ID_MAX)) -> list[dict]:
+                     limit: int = Query(500, ge=1, le=5000),
+                     offset: int = Query(0, ge=0, le=DB_ID_MAX)) -> list[InstructorSubmissionRow]:
     t = task_service.get_task(session, task)
     return submission_service.list_for_task(session, t, user_name=user, status=status, late=late,
                                             limit=limit, offset=offset)
 
 
 @router.post("/tasks/{task}/rescore", response_model=RescoreOut, status_code=202)
-def rescore(task: str, _: Instructor, session: SessionDep, relay: RelayDep) -> dict:
+def rescore(task: str, _: Instructor, session: SessionDep, relay: RelayDep) -> RescoreOut:
     t = task_service.get_task(session, task)
-    return {"task": t.name, "requeued": submission_service.rescore_task(session, relay, t)}
+    return RescoreOut(task=t.name, requeued=submission_service.rescore_task(session, relay, t))
 
 
 class CsvResponse(PlainTextResponse):

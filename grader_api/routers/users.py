@@ -13,15 +13,15 @@ router = APIRouter(tags=["users"])
 
 
 @router.post("/users", response_model=UserCreated, status_code=201)
-def create_user(body: UserCreate, _: Instructor, session: SessionDep) -> dict:
+def create_user(body: UserCreate, _: Instructor, session: SessionDep) -> UserCreated:
     user, token = user_service.create_user(session, body.name, body.role)
-    return {**user_service.user_view(user), "token": token}
+    return UserCreated(**user_service.user_view(user).model_dump(), token=token)
 
 
 @router.post("/users/{name}/tokens", response_model=TokenOut, status_code=201)
-def issue_token(name: str, _: Instructor, session: SessionDep, revoke_old: bool = False) -> dict:
+def issue_token(name: str, _: Instructor, session: SessionDep, revoke_old: bool = False) -> TokenOut:
     """A new token for a user (e.g. one who lost theirs); `revoke_old=true` ends the old ones."""
-    return {"name": name, "token": user_service.new_token(session, name, revoke_old=revoke_old)}
+    return TokenOut(name=name, token=user_service.new_token(session, name, revoke_old=revoke_old))
 
 
 @router.post("/users/{name}/revoke")

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.errors import ApiError
 from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User
+from grader_api.schemas import Leaderboard, LeaderboardRow
+from grader_api.services.errors import InvalidInput, PrivateHidden
 from grader_api.services.submissions import can_see_private
 from grader_api.services.spreadsheet import spreadsheet_safe
 
@@ -91,11 +93,34 @@ def _entries_by_user(session: Session, task: Task) -> tuple[dict[int, list[_Entr
     return by_user, names, counts
 
 
-def leaderboard(session: Session, task: Task, board: str, viewer: User, now: datetime | None = None) -> dict:
-    if board not in ("public", "private"):
-        raise ApiError(422, "board: expected 'public' or 'private'", "invalid_request")
-    if board == "private" and not can_see_private(task, viewer, now):
-        raise ApiError(403, "the private leaderboard is shown after the task closes", "private_hidden")
+@dataclass(frozen=True)
+class Standing:
+    """One student's place on a board, with the submission that earns it."""
+
+    rank: int
+    user_id: int
+    user: str
+    score: float
+    entries: int
+    submission_id: int
+    submitted_at: datetime
+
+
+def _board(board: str) -> Literal["public", "private"]:
+    if board == "public":
+        return "public"
+    if board == "private":
+        return "private"
+    raise InvalidInput("board: expected 'public' or 'private'")
+
+
+def standings(session: Session, task: Task, board: str) -> list[Standing]:
+    """The board's ranking, every row with the submission it counts.
+
+    No access check: callers show it only to someone `leaderboard` lets see this board (the
+    ids of other students' submissions are not for students).
+    """
+    _board(board)
     by_user, names, counts = _entries_by_user(session, task)
     ranked = []
     for user_id, entries in by_user.items():
@@ -103,24 +128,48 @@ def leaderboard(session: Session, task: Task, board: str, viewer: User, now: dat
         if chosen is None:
             continue
         score = chosen.public if board == "public" else chosen.private
+        if score is None:  # not reached: _best picks only entries with that score
+            continue
         ranked.append((_ranking_key(task, score, chosen), user_id, chosen, score))
     ranked.sort(key=lambda t: (t[0], t[1]))
-    rows = []
-    for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1):
-        own = viewer.role == Role.INSTRUCTOR or viewer.id == user_id
-        rows.append({
-            "rank": rank, "user": names.get(user_id, "?"), "score": score,
-            "entries": counts.get(user_id, 0), "submitted_at": chosen.created_at,
-            "submission_id": chosen.id if own else None, "is_me": viewer.id == user_id,
-        })
-    return {"task": task.name, "board": board, "metric": task.metric,
-            "higher_is_better": task.higher_is_better, "rows": rows}
+    return [Standing(rank=rank, user_id=user_id, user=names.get(user_id, "?"), score=score,
+                     entries=counts.get(user_id, 0), submission_id=chosen.id, submitted_at=chosen.created_at)
+            for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1)]
 
 
-GRADE_COLUMNS = ("student", "best_public", "best_private", "points", "late_days_used", "submissions")
+def leaderboard(session: Session, task: Task, board: str, viewer: User, now: datetime | None = None) -> Leaderboard:
+    """The board as `viewer` sees it: the private one only once they may see private scores,
+    and submission ids only on their own row (every row for instructors)."""
+    which = _board(board)
+    if which == "private" and not can_see_private(task, viewer, now):
+        raise PrivateHidden("the private leaderboard is shown after the task closes")
+
+    def shown_id(s: Standing) -> int | None:
+        return s.submission_id if viewer.role == Role.INSTRUCTOR or viewer.id == s.user_id else None
+
+    rows = [LeaderboardRow(rank=s.rank, user=s.user, score=s.score, entries=s.entries, submitted_at=s.submitted_at,
+                           submission_id=shown_id(s), is_me=viewer.id == s.user_id)
+            for s in standings(session, task, which)]
+    return Leaderboard(task=task.name, board=which, metric=task.metric, higher_is_better=task.higher_is_better,
+                       rows=rows)
 
 
-def grade_rows(session: Session, task: Task) -> list[dict]:
+@dataclass(frozen=True)
+class GradeRow:
+    """One student's line of the grade export (see `grade_rows`)."""
+
+    student: str
+    best_public: float | None
+    best_private: float | None
+    points: float | None
+    late_days_used: int
+    submissions: int
+
+
+GRADE_COLUMNS = tuple(f.name for f in fields(GradeRow))
+
+
+def grade_rows(session: Session, task: Task) -> list[GradeRow]:
     """One row per student (all students, also those who never submitted).
 
     best_public: the best public-part score; best_private: the private-part score of the
@@ -135,14 +184,14 @@ def grade_rows(session: Session, task: Task) -> list[dict]:
         entries = by_user.get(user_id, [])
         best_public = _best(task, entries, "public")
         graded = _graded(task, entries)
-        rows.append({
-            "student": name,
-            "best_public": best_public.public if best_public else None,
-            "best_private": graded.private if graded else None,
-            "points": graded.points if graded else None,
-            "late_days_used": graded.late_days_used if graded else 0,
-            "submissions": counts.get(user_id, 0),
-        })
+        rows.append(GradeRow(
+            student=name,
+            best_public=best_public.public if best_public else None,
+            best_private=graded.private if graded else None,
+            points=graded.points if graded else None,
+            late_days_used=graded.late_days_used if graded else 0,
+            submissions=counts.get(user_id, 0),
+        ))
     return rows
 
 
@@ -152,5 +201,5 @@ def grades_csv(session: Session, task: Task) -> str:
     writer.writeheader()
     for row in grade_rows(session, task):
         writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else spreadsheet_safe(v)))
-                         for k, v in row.items()})
+                         for k, v in asdict(row).items()})
     return buf.getvalue()

@@ -11,32 +11,34 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grader_api.db import lock_row
-from grader_api.errors import ApiError, not_found
 from grader_api.lifecycle.outbox import OutboxRelay
 from grader_api.lifecycle.queues import queue_for
 from grader_api.lifecycle.split_cache import load_split_cached
 from grader_api.models import Role, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
+from grader_api.schemas import HistoryRow, InstructorSubmissionRow, SubmissionOut
 from grader_api.services import tasks as task_service
+from grader_api.services.errors import (
+    DifferentTasks,
+    InvalidInput,
+    InvalidPredictions,
+    NotFound,
+    NotScored,
+    PrivateHidden,
+    SelectionClosed,
+    SplitUnavailable,
+    TokenRevoked,
+    TooManySelected,
+    UnsupportedUpload,
+)
 from grader_api.services.upload_kind import check_model_upload, detect_upload_kind
 from grader_api.storage import LocalStorage
 from grader_api.tokens import authenticate
 from scoring.errors import PredictionFormatError, ScoringError
 
-# Parser error kinds that mean "this is not a file type we take" rather than "a bad file".
-_UNSUPPORTED = {"not_utf8", "binary_content", "unsupported_format"}
-_BAD_REQUEST = {"empty_file"}
 MAX_NOTE_CHARS = 2000
 # Control characters (C0, DEL, C1) other than tab, newline and carriage return: PostgreSQL
 # refuses NUL in text, and the rest only ever serve to disturb a terminal or a spreadsheet.
 _NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def http_status_for(code: str) -> int:
-    if code in _UNSUPPORTED:
-        return 415
-    if code in _BAD_REQUEST:
-        return 400
-    return 422
 
 
 def _display_name(filename: str | None) -> str | None:
@@ -63,11 +65,11 @@ def check_note(note: str | None) -> None:
     if note is None:
         return
     if len(note) > MAX_NOTE_CHARS:
-        raise ApiError(422, f"note: at most {MAX_NOTE_CHARS} characters, found {len(note)}", "invalid_request")
+        raise InvalidInput(f"note: at most {MAX_NOTE_CHARS} characters, found {len(note)}")
     bad = _NOTE_CONTROL.search(note)
     if bad is not None:
-        raise ApiError(422, f"note: control character U+{ord(bad.group()):04X} at character {bad.start() + 1} "
-                            "is not allowed; expected plain text (newlines and tabs are fine)", "invalid_request")
+        raise InvalidInput(f"note: control character U+{ord(bad.group()):04X} at character {bad.start() + 1} "
+                           "is not allowed; expected plain text (newlines and tabs are fine)")
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,15 @@ class InspectedUpload:
 def inspect_upload(*, data_root: Path, task: Task, temp_path: Path, filename: str | None,
                    note: str | None, cpu_budget_s: float | None = None) -> InspectedUpload:
     """Validate the uploaded temp file (no database): the note, the kind of file, and for
-    predictions the scoring core's parser, within `cpu_budget_s` of CPU time. Raises ApiError
-    with the parser's message."""
+    predictions the scoring core's parser, within `cpu_budget_s` of CPU time. Raises a
+    DomainError (InvalidPredictions with the parser's message and code for a bad file)."""
     check_note(note)
     spec = task_service.spec_of(task)
     display = _display_name(filename)
     kind = detect_upload_kind(temp_path)
     if kind.value not in spec.accepts:
         wanted = " or ".join(f"a {a} file" for a in spec.accepts)
-        raise ApiError(415, f"task '{task.name}' accepts {wanted}; this upload looks like a {kind.value} file",
-                       "unsupported_media_type")
+        raise UnsupportedUpload(f"task '{task.name}' accepts {wanted}; this upload looks like a {kind.value} file")
     if kind == SubmissionKind.PREDICTIONS:
         _validate_predictions(temp_path, spec, data_root, display, cpu_budget_s)
     else:
@@ -114,7 +115,7 @@ def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage
     arrived_at = arrived_at or now
     # Re-check under a lock on the user: two parallel uploads cannot both take the last
     # submission of the day.
-    lock_row(session, User.__table__.c.id, user.id)
+    lock_row(session, sa.inspect(User).columns.id, user.id)
     if token is not None:
         _require_live_token(session, user, token)
     window = task_service.check_window(task, arrived_at)
@@ -147,8 +148,8 @@ def accept_upload(
 
 def _require_live_token(session: Session, user: User, token: str) -> None:
     if getattr(authenticate(session, token), "id", None) != user.id:
-        raise ApiError(401, "invalid or revoked token: it was revoked while this upload was in progress; "
-                            "nothing was stored", "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        raise TokenRevoked("invalid or revoked token: it was revoked while this upload was in progress; "
+                           "nothing was stored")
 
 
 def _validate_predictions(path: Path, spec, data_root: Path, display: str | None,
@@ -158,13 +159,12 @@ def _validate_predictions(path: Path, spec, data_root: Path, display: str | None
     try:
         split = load_split_cached(spec.resolve_split_dir(data_root), spec)
     except ScoringError:
-        raise ApiError(503, "this task's held-out split is not available on the server right now; "
-                            "tell the course staff", "split_unavailable") from None
+        raise SplitUnavailable("this task's held-out split is not available on the server right now; "
+                               "tell the course staff") from None
     try:
         parse_predictions(path, spec, split, filename=display, cpu_budget_s=cpu_budget_s)
     except PredictionFormatError as exc:
-        raise ApiError(http_status_for(str(exc.code)), str(exc), str(exc.code),
-                       line=exc.line, column=exc.column) from None
+        raise InvalidPredictions(str(exc), str(exc.code), line=exc.line, column=exc.column) from None
 
 
 # --- access ------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def get_visible(session: Session, submission_id: int, user: User) -> Submission:
     """The submission if `user` may see it; 404 otherwise (existence is not revealed)."""
     sub = session.get(Submission, submission_id)
     if sub is None or (user.role != Role.INSTRUCTOR and sub.user_id != user.id):
-        raise not_found(f"submission {submission_id}")
+        raise NotFound(f"submission {submission_id}")
     return sub
 
 
@@ -210,36 +210,36 @@ def _overall(report: dict | None) -> dict | None:
     return {k: report.get(k) for k in (*_PART_KEYS, "points") if k in report}
 
 
-def submission_view(sub: Submission, viewer: User, now: datetime | None = None) -> dict:
+def submission_view(sub: Submission, viewer: User, now: datetime | None = None) -> SubmissionOut:
     task = sub.task
     private_ok = can_see_private(task, viewer, now)
     scored = sub.status == SubmissionStatus.SCORED
-    return {
-        "id": sub.id, "task": task.name, "user": sub.user.name, "kind": sub.kind.value,
-        "status": sub.status.value, "error": sub.error, "error_code": sub.error_code,
-        "note": sub.note, "filename": sub.filename, "size": sub.file_size,
-        "late": sub.late, "late_days_used": sub.late_days_used, "selected": sub.selected,
-        "attempts": sub.attempts,
-        "created_at": sub.created_at, "started_at": sub.started_at, "finished_at": sub.finished_at,
-        "scored_at": sub.scored_at,
-        "metric": task.metric, "higher_is_better": task.higher_is_better,
-        "public_score": sub.public_primary,
-        "private_score": sub.private_primary if private_ok else None,
-        "overall_score": sub.overall_primary if private_ok else None,
-        "points": sub.points if private_ok else None,
-        "public": _public_part(sub.report, task) if scored else None,
-        "private": _part(sub.report, "private") if scored and private_ok else None,
-        "overall": _overall(sub.report) if scored and private_ok else None,
-        "private_revealed": private_ok,
-        "model_stats": sub.model_stats,
-    }
+    return SubmissionOut(
+        id=sub.id, task=task.name, user=sub.user.name, kind=sub.kind.value,
+        status=sub.status.value, error=sub.error, error_code=sub.error_code,
+        note=sub.note, filename=sub.filename, size=sub.file_size,
+        late=sub.late, late_days_used=sub.late_days_used, selected=sub.selected,
+        attempts=sub.attempts,
+        created_at=sub.created_at, started_at=sub.started_at, finished_at=sub.finished_at,
+        scored_at=sub.scored_at,
+        metric=task.metric, higher_is_better=task.higher_is_better,
+        public_score=sub.public_primary,
+        private_score=sub.private_primary if private_ok else None,
+        overall_score=sub.overall_primary if private_ok else None,
+        points=sub.points if private_ok else None,
+        public=_public_part(sub.report, task) if scored else None,
+        private=_part(sub.report, "private") if scored and private_ok else None,
+        overall=_overall(sub.report) if scored and private_ok else None,
+        private_revealed=private_ok,
+        model_stats=sub.model_stats,
+    )
 
 
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
-def history(session: Session, task: Task, user: User, now: datetime | None = None) -> list[dict]:
+def history(session: Session, task: Task, user: User, now: datetime | None = None) -> list[HistoryRow]:
     """The caller's own submissions to `task`, oldest first, each with the change in public
     score from the previous scored one (the ablation table)."""
     private_ok = task.private_revealed(now)  # own history: the private part after the reveal only
@@ -247,54 +247,80 @@ def history(session: Session, task: Task, user: User, now: datetime | None = Non
         sa.select(Submission).where(Submission.task_id == task.id, Submission.user_id == user.id)
         .order_by(Submission.created_at, Submission.id)
     ).all()
-    rows, previous = [], None
+    rows: list[HistoryRow] = []
+    previous = None
     for sub in subs:
-        row = {
-            "id": sub.id, "created_at": sub.created_at, "status": sub.status.value, "note": sub.note,
-            "filename": sub.filename, "error": sub.error, "late": sub.late, "selected": sub.selected,
-            "public_score": sub.public_primary,
-            "change": _delta(previous, sub.public_primary),
-            "private_score": sub.private_primary if private_ok else None,
-        }
+        row = HistoryRow(
+            id=sub.id, created_at=sub.created_at, status=sub.status.value, note=sub.note,
+            filename=sub.filename, error=sub.error, late=sub.late, selected=sub.selected,
+            public_score=sub.public_primary,
+            change=_delta(previous, sub.public_primary),
+            private_score=sub.private_primary if private_ok else None,
+        )
         if sub.public_primary is not None:
             previous = sub.public_primary
         rows.append(row)
     return rows
 
 
+@dataclass(frozen=True)
+class Change:
+    """One value in two submissions, and b − a (None where either is undefined)."""
+
+    a: float | None
+    b: float | None
+    delta: float | None
+
+
+@dataclass(frozen=True)
+class SubmissionDiff:
+    task: str
+    part: str
+    a: int
+    b: int
+    a_note: str | None
+    b_note: str | None
+    primary: Change
+    metrics: dict[str, Change]
+    per_class: dict[str, dict[str, Change]]
+    withheld: str | None
+
+
+def _change(a: float | None, b: float | None) -> Change:
+    return Change(a, b, _delta(a, b))
+
+
 def diff(session: Session, user: User, a_id: int, b_id: int, part: str = "public",
-         now: datetime | None = None) -> dict:
+         now: datetime | None = None) -> SubmissionDiff:
     """Per-class differences (b − a) between two submissions the caller may see."""
     a, b = get_visible(session, a_id, user), get_visible(session, b_id, user)
     if a.task_id != b.task_id:
-        raise ApiError(400, f"submissions {a_id} and {b_id} belong to different tasks", "different_tasks")
+        raise DifferentTasks(f"submissions {a_id} and {b_id} belong to different tasks")
     for s in (a, b):
         if s.status != SubmissionStatus.SCORED:
-            raise ApiError(409, f"submission {s.id} is {s.status.value}, not scored", "not_scored")
+            raise NotScored(f"submission {s.id} is {s.status.value}, not scored")
     if part not in ("public", "private", "overall"):
-        raise ApiError(422, "part: expected public, private or overall", "invalid_request")
+        raise InvalidInput("part: expected public, private or overall")
     if part != "public" and not can_see_private(a.task, user, now):
-        raise ApiError(403, "private scores are shown after the task closes", "private_hidden")
+        raise PrivateHidden("private scores are shown after the task closes")
     pa, pb = ((_overall(a.report), _overall(b.report)) if part == "overall"
               else (_public_part(a.report, a.task), _public_part(b.report, b.task)) if part == "public"
               else (_part(a.report, part), _part(b.report, part)))
     pa, pb = pa or {}, pb or {}
 
-    def pairs(x: dict, y: dict) -> dict:
-        return {k: {"a": x.get(k), "b": y.get(k), "delta": _delta(x.get(k), y.get(k))}
+    def pairs(x: dict, y: dict) -> dict[str, Change]:
+        return {k: _change(x.get(k), y.get(k))
                 for k in dict.fromkeys([*x, *y]) if _is_num_or_none(x.get(k)) and _is_num_or_none(y.get(k))}
 
     classes = list(a.task.spec.get("classes", []))
     ca, cb = pa.get("per_class") or {}, pb.get("per_class") or {}
-    return {
-        "task": a.task.name, "part": part, "a": a.id, "b": b.id,
-        "a_note": a.note, "b_note": b.note,
-        "primary": {"a": pa.get("primary"), "b": pb.get("primary"),
-                    "delta": _delta(pa.get("primary"), pb.get("primary"))},
-        "metrics": pairs(pa.get("metrics") or {}, pb.get("metrics") or {}),
-        "per_class": {c: pairs(ca.get(c) or {}, cb.get(c) or {}) for c in classes if c in ca or c in cb},
-        "withheld": pa.get("withheld") or pb.get("withheld"),
-    }
+    return SubmissionDiff(
+        task=a.task.name, part=part, a=a.id, b=b.id, a_note=a.note, b_note=b.note,
+        primary=_change(pa.get("primary"), pb.get("primary")),
+        metrics=pairs(pa.get("metrics") or {}, pb.get("metrics") or {}),
+        per_class={c: pairs(ca.get(c) or {}, cb.get(c) or {}) for c in classes if c in ca or c in cb},
+        withheld=pa.get("withheld") or pb.get("withheld"),
+    )
 
 
 def _is_num_or_none(v) -> bool:
@@ -308,13 +334,13 @@ def set_selected(session: Session, sub: Submission, user: User, selected: bool) 
     cannot together exceed `final_count`.
     """
     if sub.user_id != user.id:
-        raise not_found(f"submission {sub.id}")  # instructors do not choose for students
-    lock_row(session, User.__table__.c.id, user.id)
+        raise NotFound(f"submission {sub.id}")  # instructors do not choose for students
+    lock_row(session, sa.inspect(User).columns.id, user.id)
     session.refresh(sub)  # the row as it is now that no other call of this user can change it
     now = utcnow()
     check_selection_open(sub.task, now)
     if selected and sub.status == SubmissionStatus.FAILED:
-        raise ApiError(409, f"submission {sub.id} failed; only graded submissions can be final", "not_scored")
+        raise NotScored(f"submission {sub.id} failed; only graded submissions can be final")
     if selected and not sub.selected:
         check_final_count(session, sub.task, user)
         sub.selected_at = now
@@ -325,24 +351,24 @@ def set_selected(session: Session, sub: Submission, user: User, selected: bool) 
 
 def check_selection_open(task: Task, now: datetime) -> None:
     """Final selections are fixed from the moment the task closes (and private scores show)."""
-    if task.private_revealed(now):
-        raise ApiError(409, f"task '{task.name}' closed at {task.closes_at.isoformat()} (deadline "
-                            f"{task.deadline.isoformat()} plus {task.late_days} late day(s)); final "
-                            "selections can no longer be changed", "selection_closed")
+    closes, deadline = task.closes_at, task.deadline
+    if closes is not None and deadline is not None and task.private_revealed(now):
+        raise SelectionClosed(f"task '{task.name}' closed at {closes.isoformat()} (deadline "
+                              f"{deadline.isoformat()} plus {task.late_days} late day(s)); final "
+                              "selections can no longer be changed")
 
 
 def check_final_count(session: Session, task: Task, user: User) -> None:
     count = session.scalar(sa.select(sa.func.count(Submission.id)).where(
         Submission.task_id == task.id, Submission.user_id == user.id, Submission.selected.is_(True))) or 0
     if count >= task.final_count:
-        raise ApiError(409, f"at most {task.final_count} final submission(s) per task; "
-                            "unselect one first", "too_many_selected")
+        raise TooManySelected(f"at most {task.final_count} final submission(s) per task; unselect one first")
 
 
 # --- instructor ----------------------------------------------------------------------------
 
 def list_for_task(session: Session, task: Task, *, user_name: str | None = None, status: str | None = None,
-                  late: bool | None = None, limit: int = 500, offset: int = 0) -> list[dict]:
+                  late: bool | None = None, limit: int = 500, offset: int = 0) -> list[InstructorSubmissionRow]:
     q = (sa.select(Submission, User.name).join(User, User.id == Submission.user_id)
          .where(Submission.task_id == task.id))
     if user_name:
@@ -351,18 +377,17 @@ def list_for_task(session: Session, task: Task, *, user_name: str | None = None,
         try:
             q = q.where(Submission.status == SubmissionStatus(status))
         except ValueError:
-            raise ApiError(422, f"status: expected one of {', '.join(s.value for s in SubmissionStatus)}",
-                           "invalid_request") from None
+            raise InvalidInput(f"status: expected one of {', '.join(s.value for s in SubmissionStatus)}") from None
     if late is not None:
         q = q.where(Submission.late.is_(late))
     q = q.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(limit).offset(offset)
-    return [{
-        "id": s.id, "user": name, "status": s.status.value, "kind": s.kind.value, "note": s.note,
-        "created_at": s.created_at, "finished_at": s.finished_at, "attempts": s.attempts,
-        "error": s.error, "late": s.late, "late_days_used": s.late_days_used, "selected": s.selected,
-        "public_score": s.public_primary, "private_score": s.private_primary,
-        "overall_score": s.overall_primary, "points": s.points,
-    } for s, name in session.execute(q).all()]
+    return [InstructorSubmissionRow(
+        id=s.id, user=name, status=s.status.value, kind=s.kind.value, note=s.note,
+        created_at=s.created_at, finished_at=s.finished_at, attempts=s.attempts,
+        error=s.error, late=s.late, late_days_used=s.late_days_used, selected=s.selected,
+        public_score=s.public_primary, private_score=s.private_primary,
+        overall_score=s.overall_primary, points=s.points,
+    ) for s, name in session.execute(q).all()]
 
 
 def rescore_task(session: Session, relay: OutboxRelay, task: Task) -> int:

@@ -12,9 +12,10 @@ import yaml
 from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
-from grader_api.errors import ApiError, not_found
 from grader_api.lifecycle.transitions import COUNTED_FAILURE_CODES
 from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User, utcnow
+from grader_api.schemas import TaskDetail, TaskSummary
+from grader_api.services.errors import Conflict, DailyLimitReached, InvalidTask, NotFound, TaskClosed
 from scoring.errors import SplitError, TaskFileError
 from scoring.types import TaskSpec
 
@@ -36,8 +37,8 @@ class CourseOptions:
         return {k: v for k, v in self.__dict__.items() if v is not ...}
 
 
-def _invalid(msg: str, code: str = "invalid_task", line: int | None = None) -> ApiError:
-    return ApiError(422, msg, code, line=line)
+def _invalid(msg: str, code: str = "invalid_task", line: int | None = None) -> InvalidTask:
+    return InvalidTask(msg, code, line=line)
 
 
 def parse_task_yaml(text: str) -> tuple[dict, CourseOptions]:
@@ -145,8 +146,7 @@ def create_task(session: Session, settings: Settings, yaml_text: str, extra: Cou
     mapping, opts = parse_task_yaml(yaml_text)
     spec, spec_dict = validate_spec(mapping, settings)
     if session.scalar(sa.select(Task.id).where(Task.name == spec.name)) is not None:
-        raise ApiError(409, f"task '{spec.name}' already exists; PATCH /tasks/{spec.name} to update it",
-                       "conflict")
+        raise Conflict(f"task '{spec.name}' already exists; PATCH /tasks/{spec.name} to update it")
     task = Task(name=spec.name, spec_version=1, late_days=0, final_rule=FinalRule.BEST_PUBLIC, final_count=2)
     _apply_spec(task, spec, spec_dict, yaml_text)
     _apply_options(task, opts)
@@ -177,7 +177,7 @@ def update_task(session: Session, settings: Settings, task: Task, yaml_text: str
 def get_task(session: Session, name: str) -> Task:
     task = session.scalar(sa.select(Task).where(Task.name == name))
     if task is None:
-        raise not_found(f"task '{name}'")
+        raise NotFound(f"task '{name}'")
     return task
 
 
@@ -220,14 +220,14 @@ class Window:
 
 def check_window(task: Task, now: datetime) -> Window:
     """Raise when the task no longer accepts submissions; say whether this one is late."""
-    if task.deadline is None or now <= task.deadline:
+    deadline, closes = task.deadline, task.closes_at
+    if deadline is None or closes is None or now <= deadline:
         return Window(False, 0)
-    closes = task.closes_at
     if now > closes:
-        raise ApiError(403, f"task '{task.name}' closed at {closes.isoformat()} "
-                            f"(deadline {task.deadline.isoformat()} plus {task.late_days} late day(s)); "
-                            "submissions are no longer accepted", "task_closed")
-    days = -(-(now - task.deadline) // timedelta(days=1))  # ceiling: 1 s late uses a day
+        raise TaskClosed(f"task '{task.name}' closed at {closes.isoformat()} "
+                         f"(deadline {deadline.isoformat()} plus {task.late_days} late day(s)); "
+                         "submissions are no longer accepted")
+    days = -(-(now - deadline) // timedelta(days=1))  # ceiling: 1 s late uses a day
     return Window(True, int(days))
 
 
@@ -237,16 +237,16 @@ def check_daily_limit(session: Session, task: Task, user: User, now: datetime) -
     used = used_today(session, task, user, now)
     if used >= task.daily_limit:
         reset = utc_day_start(now) + timedelta(days=1)
-        raise ApiError(429, f"daily limit reached: {used} of {task.daily_limit} submissions for "
-                            f"'{task.name}' today (UTC; failed submissions do not count unless they held a grader: "
-                            f"a model run, or a run stopped by the grading time limit); the limit resets at "
-                            f"{reset.isoformat()}", "daily_limit",
-                       headers={"Retry-After": str(max(1, int((reset - now).total_seconds())))})
+        raise DailyLimitReached(f"daily limit reached: {used} of {task.daily_limit} submissions for "
+                                f"'{task.name}' today (UTC; failed submissions do not count unless they held a "
+                                f"grader: a model run, or a run stopped by the grading time limit); the limit "
+                                f"resets at {reset.isoformat()}",
+                                retry_after_s=max(1, int((reset - now).total_seconds())))
 
 
 # --- views -------------------------------------------------------------------------------
 
-def task_summary(session: Session, task: Task, user: User, now: datetime | None = None) -> dict:
+def _summary_fields(session: Session, task: Task, user: User, now: datetime | None) -> dict[str, Any]:
     now = now or utcnow()
     closes = task.closes_at
     return {
@@ -263,19 +263,21 @@ def task_summary(session: Session, task: Task, user: User, now: datetime | None 
     }
 
 
-def task_detail(session: Session, task: Task, user: User, now: datetime | None = None) -> dict:
-    out = task_summary(session, task, user, now)
+def task_summary(session: Session, task: Task, user: User, now: datetime | None = None) -> TaskSummary:
+    return TaskSummary(**_summary_fields(session, task, user, now))
+
+
+def task_detail(session: Session, task: Task, user: User, now: datetime | None = None) -> TaskDetail:
     spec = task.spec
-    out.update({
-        "classes": list(spec.get("classes", [])), "public_fraction": spec.get("public_fraction"),
-        "points": spec.get("points"), "ap": spec.get("ap"), "scores": spec.get("scores"),
-        "image_size": spec.get("image_size"), "spec_version": task.spec_version,
-    })
-    if user.role == Role.INSTRUCTOR:
-        out["spec"] = spec
-    return out
+    return TaskDetail(
+        **_summary_fields(session, task, user, now),
+        classes=list(spec.get("classes", [])), public_fraction=spec.get("public_fraction"),
+        points=spec.get("points"), ap=spec.get("ap"), scores=spec.get("scores"),
+        image_size=spec.get("image_size"), spec_version=task.spec_version,
+        spec=spec if user.role == Role.INSTRUCTOR else None,
+    )
 
 
-def list_tasks(session: Session, user: User, now: datetime | None = None) -> list[dict]:
+def list_tasks(session: Session, user: User, now: datetime | None = None) -> list[TaskSummary]:
     tasks = session.scalars(sa.select(Task).order_by(Task.name)).all()
     return [task_summary(session, t, user, now) for t in tasks]

@@ -17,28 +17,23 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from grader_api.errors import ApiError
 from grader_api.models import SubmissionKind
+from grader_api.services.errors import InvalidUpload, RejectedModel
 from scoring.parsers.codes import ErrorCode
-from scoring.types import TaskSpec
 from scoring.parsers.zipdir import (
     ZipDirectoryError,
     ZipDirectoryTooLarge,
     iter_zip_entries,
 )
-from worker.model_formats import (
-    MAX_ZIP_DIRECTORY_BYTES,
-    MAX_ZIP_ENTRIES,
-    check_model_file,
-)
-from worker.sandbox.errors import ModelRejected
+from scoring.types import TaskSpec
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MODEL_ZIP_ENTRIES = ("data.pkl", "constants.pkl", "archive_format")
 
 
 def detect_upload_kind(path: Path) -> SubmissionKind:
-    """MODEL or PREDICTIONS; ApiError 422 for a zip whose directory is too large to inspect."""
+    """MODEL or PREDICTIONS; InvalidUpload (archive_too_large) for a zip whose directory is too
+    large to inspect."""
     with open(path, "rb") as f:
         head = f.read(16)
         if head.startswith(_ZIP_MAGIC):
@@ -51,20 +46,27 @@ def detect_upload_kind(path: Path) -> SubmissionKind:
 
 
 def check_model_upload(path: Path, task: TaskSpec) -> None:
-    """Refuse now, with 422, a model file the worker would refuse before running it."""
+    """Refuse now (RejectedModel) a model file the worker would refuse before running it."""
+    # grader_api imports worker lazily: only the worker's entry points load it at import time.
+    from worker.model_formats import check_model_file
+    from worker.sandbox.errors import ModelRejected
+
     try:
         check_model_file(path, task)
     except ModelRejected as exc:
-        raise ApiError(422, f"model rejected: {exc}", "model_rejected") from None
+        raise RejectedModel(f"model rejected: {exc}") from None
 
 
 def _zip_kind(f: BinaryIO) -> SubmissionKind:
+    # The worker's own bounds, so both sides agree; lazily, like every worker import in grader_api.
+    from worker.model_formats import MAX_ZIP_DIRECTORY_BYTES, MAX_ZIP_ENTRIES
+
     try:
         entries = iter_zip_entries(f, max_entries=MAX_ZIP_ENTRIES, max_directory_bytes=MAX_ZIP_DIRECTORY_BYTES)
         is_model = any(e.name.rsplit("/", 1)[-1] in _MODEL_ZIP_ENTRIES for e in entries)
     except ZipDirectoryTooLarge as exc:
-        raise ApiError(422, f"{exc}: a model archive or an .npz of predictions lists far fewer",
-                       ErrorCode.ARCHIVE_TOO_LARGE.value) from None
+        raise InvalidUpload(f"{exc}: a model archive or an .npz of predictions lists far fewer",
+                            ErrorCode.ARCHIVE_TOO_LARGE.value) from None
     except (ZipDirectoryError, OSError):
         return SubmissionKind.PREDICTIONS  # the parser reports a corrupt archive
     return SubmissionKind.MODEL if is_model else SubmissionKind.PREDICTIONS

@@ -7,6 +7,7 @@ keeps a signed session cookie (see `session.py`); every POST form carries the CS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -14,12 +15,15 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from grader_api.errors import ApiError
+from grader_api.errors import domain_status
 from grader_api.models import Role, User
 from grader_api.routers.deps import SessionDep, SubmissionId
+from grader_api.schemas import LeaderboardRow, SubmissionOut
+from grader_api.services.errors import DomainError
 from grader_api.web import charts, queries
 from grader_api.web import session as websession
 from grader_api.web.render import render
+from scoring.metrics.info import PER_CLASS_KEY, PER_CLASS_KEYS
 
 router = APIRouter(include_in_schema=False)
 
@@ -49,6 +53,11 @@ def _viewer(request: Request, session) -> Viewer:
 def _to_login(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _refused(request: Request, v: Viewer, e: DomainError) -> HTMLResponse:
+    """A service's refusal as a page, with the status the JSON API gives it."""
+    return _error(request, v, domain_status(e), e.message)
 
 
 def _error(request: Request, v: Viewer, status: int, message: str) -> HTMLResponse:
@@ -104,9 +113,9 @@ def login(request: Request, session: SessionDep, token: Annotated[str, Form()] =
                       status=401, sess=v.sess)
     websession.log_out(session, v.sess)  # this browser's previous session, if any, ends here
     new = websession.log_in(session, row)  # a new session id and CSRF secret after log-in
-    resp = RedirectResponse(_safe_next(next), status_code=303)
-    websession.store(request, resp, new)
-    return resp
+    redirect = RedirectResponse(_safe_next(next), status_code=303)
+    websession.store(request, redirect, new)
+    return redirect
 
 
 @router.post("/logout")
@@ -134,19 +143,20 @@ def index(request: Request, session: SessionDep) -> Response:
     return render(request, "tasks.html", {**v.ctx(), "tasks": list_tasks(session, v.user)}, sess=v.sess)
 
 
-def _sort_rows(rows: list[dict], sort: str, direction: str, per_class: dict[str, dict], classes: list[str]) -> None:
-    def value(r: dict) -> Any:
+def _sort_rows(rows: list[LeaderboardRow], sort: str, direction: str, per_class: dict[str, dict],
+               classes: list[str]) -> None:
+    def value(r: LeaderboardRow) -> Any:
         if sort == "name":
-            return r["user"].casefold()
+            return r.user.casefold()
         if sort == "entries":
-            return r["entries"]
+            return r.entries
         if sort == "last":
-            return r["submitted_at"]
+            return r.submitted_at
         if sort == "score":
-            return r["score"]
+            return r.score
         if sort.startswith("c") and sort[1:].isdigit() and int(sort[1:]) < len(classes):
-            return per_class.get(r["user"], {}).get(classes[int(sort[1:])])
-        return r["rank"]
+            return per_class.get(r.user, {}).get(classes[int(sort[1:])])
+        return r.rank
 
     present = [r for r in rows if value(r) is not None]
     missing = [r for r in rows if value(r) is None]  # undefined per-class values sort last either way
@@ -167,8 +177,8 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
     try:
         task = task_service.get_task(session, name)
         summary = task_service.task_summary(session, task, v.user)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     board = "private" if board == "private" else "public"
     can_private = can_see_private(task, v.user)
     ctx: dict[str, Any] = {**v.ctx(), "task": summary, "board": board, "can_private": can_private,
@@ -187,45 +197,43 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
     if sort == "score" and not task.higher_is_better:
         default_dir = "asc"
     direction = dir if dir in ("asc", "desc") else default_dir
-    rows = lb["rows"]
+    rows = lb.rows
     _sort_rows(rows, sort, direction, per_class, class_names)
 
     def sort_link(key: str) -> str:
         flip = "desc" if (sort == key and direction == "asc") else "asc"
         if sort != key:
             flip = "asc" if key in ("rank", "name") or (key == "score" and not task.higher_is_better) else "desc"
-        q = {"board": board, "sort": key, "dir": flip}
+        q: dict[str, str | int] = {"board": board, "sort": key, "dir": flip}
         if classes:
             q["classes"] = 1
         return f"?{urlencode(q)}"
 
     ctx.update(rows=rows, classes=class_names if classes else [], per_class=per_class, sort=sort, dir=direction,
                classes_available=classes_available, show_classes=bool(classes),
-               sort_link=sort_link, metric=lb["metric"], per_class_metric=queries.PER_CLASS_METRIC.get(task.metric),
+               sort_link=sort_link, metric=lb.metric, per_class_metric=PER_CLASS_KEY.get(task.metric),
                toggle_link="?" + urlencode({"board": board, "sort": sort, "dir": direction,
                                             **({} if classes else {"classes": 1})}))
     return render(request, "leaderboard.html", ctx, sess=v.sess)
 
 
-def _charts_for(view: dict, kind: str, classes: list[str]) -> dict[str, Any]:
+# How the charts name a per-class key (the others as they are).
+_CHART_LABEL = {"ap": "AP", "iou": "IoU"}
+
+
+def _charts_for(view: SubmissionOut, kind: str, classes: list[str]) -> dict[str, Any]:
     """SVGs for the most complete report part the viewer may see (overall after the reveal, else public)."""
-    part_name = "overall" if view.get("overall") else "public"
-    part = view.get(part_name) or {}
+    part_name = "overall" if view.overall else "public"
+    part = view.overall or view.public or {}
     per_class = part.get("per_class") or {}
     names = [c for c in classes if c in per_class] or list(per_class)
     out: dict[str, Any] = {"part_name": part_name, "part": part}
     if not per_class:
         return out
-    if kind == "segmentation":
-        out["bars"] = charts.bar_chart(names, {"AP": [per_class[c].get("ap") for c in names],
-                                               "IoU": [per_class[c].get("iou") for c in names]},
-                                       title=f"per-class AP and IoU ({part_name})")
-    elif kind == "multilabel":
-        out["bars"] = charts.bar_chart(names, {"AP": [per_class[c].get("ap") for c in names]},
-                                       title=f"per-class AP ({part_name})")
-    else:
-        out["bars"] = charts.bar_chart(names, {"accuracy": [per_class[c].get("accuracy") for c in names]},
-                                       title=f"per-class accuracy ({part_name})")
+    keys = PER_CLASS_KEYS.get(kind, ("accuracy",))
+    series: dict[str, Sequence[float | None]] = {
+        _CHART_LABEL.get(key, key): [per_class[c].get(key) for c in names] for key in keys}
+    out["bars"] = charts.bar_chart(names, series, title=f"per-class {' and '.join(series)} ({part_name})")
     conf = part.get("confusion") or {}
     if conf.get("matrix"):
         cls = list(conf.get("classes") or names)
@@ -247,12 +255,12 @@ def submission_page(request: Request, session: SessionDep, submission_id: Submis
         return _to_login(request)
     try:
         sub = get_visible(session, submission_id, v.user)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     view = submission_view(sub, v.user)
     classes = list(sub.task.spec.get("classes", []))
     ctx = {**v.ctx(), "sub": view, "kind": sub.task.kind, "task_title": sub.task.title,
-           "refresh": REFRESH_SECONDS if view["status"] in ("queued", "running") else None,
+           "refresh": REFRESH_SECONDS if view.status in ("queued", "running") else None,
            **_charts_for(view, sub.task.kind, classes)}
     return render(request, "submission.html", ctx, sess=v.sess)
 
@@ -267,12 +275,12 @@ def history_page(request: Request, session: SessionDep, name: str) -> Response:
         return _to_login(request)
     try:
         task = task_service.get_task(session, name)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     rows = submission_service.history(session, task, v.user)
-    tips = [f"#{i} · {r['note'] or 'no note'} · {r['public_score']:.4f}" if r["public_score"] is not None
-            else f"#{i} · {r['note'] or 'no note'} · {r['status']}" for i, r in enumerate(rows, 1)]
-    chart = charts.line_chart([(str(i), r["public_score"]) for i, r in enumerate(rows, 1)],
+    tips = [f"#{i} · {r.note or 'no note'} · {r.public_score:.4f}" if r.public_score is not None
+            else f"#{i} · {r.note or 'no note'} · {r.status}" for i, r in enumerate(rows, 1)]
+    chart = charts.line_chart([(str(i), r.public_score) for i, r in enumerate(rows, 1)],
                               title=f"public {task.metric} over your submissions", tooltips=tips,
                               higher_is_better=task.higher_is_better)
     ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "rows": rows, "chart": chart,
@@ -294,7 +302,7 @@ def instructor_index(request: Request, session: SessionDep) -> Response:
     if not v.is_instructor:
         return _error(request, v, 403, "These pages are for instructors.")
     tasks = list_tasks(session, v.user)
-    counts = {t["name"]: queries.status_counts(session, get_task(session, t["name"])) for t in tasks}
+    counts = {t.name: queries.status_counts(session, get_task(session, t.name)) for t in tasks}
     return render(request, "instructor_index.html", {**v.ctx(), "tasks": tasks, "counts": counts}, sess=v.sess)
 
 
@@ -314,12 +322,12 @@ def instructor_task(request: Request, session: SessionDep, name: str,
     try:
         task = task_service.get_task(session, name)
         subs = submission_service.list_for_task(session, task, user_name=student or None, status=status or None)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     failed = submission_service.list_for_task(session, task, status="failed", limit=50)
-    best = [r["score"] for r in board_service.leaderboard(session, task, "public", v.user)["rows"]]
-    all_scores = [s["public_score"] for s in submission_service.list_for_task(session, task, status="scored",
-                                                                               limit=100_000)]
+    best = [r.score for r in board_service.leaderboard(session, task, "public", v.user).rows]
+    all_scores = [s.public_score for s in submission_service.list_for_task(session, task, status="scored",
+                                                                            limit=100_000)]
     lo_hi = (0.0, 1.0) if all(0.0 <= x <= 1.0 for x in best + [s for s in all_scores if s is not None]) else None
     ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "subs": subs, "failed": failed,
            "status": status, "student": student, "statuses": ("queued", "running", "scored", "failed"),
@@ -347,8 +355,8 @@ def instructor_rescore(request: Request, session: SessionDep, name: str,
         return _error(request, v, 403, "The form expired; reload the page and try again.")
     try:
         task = task_service.get_task(session, name)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     count = submission_service.rescore_task(session, request.app.state.relay, task)
     return RedirectResponse(f"/instructor/tasks/{quote(name)}?done=rescore&n={count}", status_code=303)
 
@@ -365,8 +373,8 @@ def instructor_grades(request: Request, session: SessionDep, name: str) -> Respo
         return _error(request, v, 403, "These pages are for instructors.")
     try:
         task = task_service.get_task(session, name)
-    except ApiError as e:
-        return _error(request, v, e.status, e.detail)
+    except DomainError as e:
+        return _refused(request, v, e)
     return PlainTextResponse(board_service.grades_csv(session, task), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{task.name}-grades.csv"',
                                       "Cache-Control": "private, no-store"})

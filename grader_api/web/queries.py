@@ -6,31 +6,26 @@ that checks the viewer (e.g. `leaderboard(...)` for the board, `get_visible` for
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grader_api.models import Role, Submission, Task, User
-
-# Per-class metric shown on the board for each primary metric.
-PER_CLASS_METRIC = {"accuracy": "accuracy", "mean_ap": "ap", "mean_iou": "iou"}
+from scoring.metrics.info import PER_CLASS_KEY
 
 
 def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[str, float | None]]:
     """user name -> {class: per-class value of the board's part} for the submission each row counts.
 
     Called after `leaderboard(session, task, board, viewer)` has checked that the viewer may see
-    this board. The ranking rule itself is the service's: it is asked again with a staff view
-    only to learn which submission each row counts (it hides others' ids from students).
+    this board. The ranking rule itself is the service's (`standings`), which says which
+    submission each row counts.
     """
-    from grader_api.services.leaderboard import leaderboard
+    from grader_api.services.leaderboard import standings
 
-    staff = SimpleNamespace(id=-1, role=Role.INSTRUCTOR)
-    rows = leaderboard(session, task, board, staff)["rows"]  # type: ignore[arg-type]
-    ids = {r["submission_id"]: r["user"] for r in rows if r.get("submission_id") is not None}
+    ids = {s.submission_id: s.user for s in standings(session, task, board)}
     if not ids:
         return {}
-    metric = PER_CLASS_METRIC.get(task.metric, task.metric)
+    metric = PER_CLASS_KEY.get(task.metric, task.metric)
     out: dict[str, dict[str, float | None]] = {}
     for sid, report in session.execute(sa.select(Submission.id, Submission.report).where(Submission.id.in_(ids))):
         part = ((report or {}).get("parts") or {}).get(board) or {}

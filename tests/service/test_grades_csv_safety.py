@@ -36,8 +36,8 @@ def test_a_formula_user_name_is_neutralised_in_grades_csv(course):
 
 
 def test_negative_numbers_stay_numbers(monkeypatch):
-    row = {"student": "-alice", "best_public": -0.25, "best_private": -1.5, "points": -2.0,
-           "late_days_used": 0, "submissions": 3}
+    row = leaderboard.GradeRow(student="-alice", best_public=-0.25, best_private=-1.5, points=-2.0,
+                               late_days_used=0, submissions=3)
     monkeypatch.setattr(leaderboard, "grade_rows", lambda session, task: [row])
     (out,) = _rows(leaderboard.grades_csv(None, None))
     assert out == {"student": "'-alice", "best_public": "-0.250000", "best_private": "-1.500000",
