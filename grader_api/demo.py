@@ -85,6 +85,7 @@ def _print_samples(samples: list[tuple[str, Path]]) -> None:
 def _seed_task(settings: Settings, db: Database, path: Path) -> None:
     from scoring.tasks import load_task
 
+    from grader_api.services.courses import DEFAULT_COURSE, get_course
     from grader_api.services.tasks import CourseOptions, create_task
 
     spec = load_task(path)
@@ -96,7 +97,7 @@ def _seed_task(settings: Settings, db: Database, path: Path) -> None:
         _write_demo_split(spec, split_dir)
     opts = CourseOptions(deadline=utcnow() + timedelta(days=14), late_days=2, daily_limit=10)
     with db.transaction() as s:
-        create_task(s, settings, path.read_text(encoding="utf-8"), opts)
+        create_task(s, settings, path.read_text(encoding="utf-8"), opts, course=get_course(s, DEFAULT_COURSE))
     log.info("demo: task %s with a generated split at %s", spec.name, split_dir)
 
 

@@ -18,8 +18,17 @@ class SubmissionStatus(enum.StrEnum):
 
 
 class Role(enum.StrEnum):
+    """A role in one course (an enrollment's). `users.role` keeps the role a user had before
+    courses existed; authorization reads the enrollment."""
+
     STUDENT = "student"
+    TA = "ta"
     INSTRUCTOR = "instructor"
+
+
+class EnrollmentStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DROPPED = "dropped"   # missing from a later roster import: kept, hidden from boards, never deleted
 
 
 class FinalRule(enum.StrEnum):
@@ -75,14 +84,70 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
+    """A person on this server. `name` is the login identity (an LMS login or an email for
+    imported students); `full_name` is what staff see; students see enrollment display names."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    full_name: Mapped[str | None] = mapped_column(sa.String(200))
+    email: Mapped[str | None] = mapped_column(sa.String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+
+class Course(Base):
+    __tablename__ = "courses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")   # IANA name, e.g. America/Chicago
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Enrollment(Base):
+    """A user's membership of one course: role, leaderboard display name, LMS identifiers."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        sa.UniqueConstraint("course_id", "user_id", name="uq_enrollments_course_user"),
+        sa.UniqueConstraint("course_id", "display_key", name="uq_enrollments_course_display"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(sa.ForeignKey("courses.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    status: Mapped[EnrollmentStatus] = mapped_column(_enum(EnrollmentStatus, "enrollment_status"),
+                                                     default=EnrollmentStatus.ACTIVE)
+    display_name: Mapped[str] = mapped_column(sa.String(40))
+    display_key: Mapped[str] = mapped_column(sa.String(40))      # casefolded: unique ignoring case
+    section: Mapped[str | None] = mapped_column(sa.String(100))
+    lms_id: Mapped[str | None] = mapped_column(sa.String(64))    # Canvas "ID"
+    sis_user_id: Mapped[str | None] = mapped_column(sa.String(100))
+    sis_login_id: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    course: Mapped[Course] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class Invite(Base):
+    """A one-time sign-in link for an enrollment; the code is kept only as its sha256."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrollments.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Base):
@@ -116,9 +181,11 @@ class BrowserSession(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
+    __table_args__ = (sa.UniqueConstraint("course_id", "name", name="uq_tasks_course_name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    course_id: Mapped[int] = mapped_column(sa.ForeignKey("courses.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
     title: Mapped[str] = mapped_column(sa.String(200))
     kind: Mapped[str] = mapped_column(sa.String(32))
     metric: Mapped[str] = mapped_column(sa.String(32))
@@ -131,6 +198,7 @@ class Task(Base):
     daily_limit: Mapped[int | None] = mapped_column()   # per student per UTC day; None: unlimited
     final_rule: Mapped[FinalRule] = mapped_column(_enum(FinalRule, "final_rule"), default=FinalRule.BEST_PUBLIC)
     final_count: Mapped[int] = mapped_column(default=2)  # how many a student may select (rule "selected")
+    team_size: Mapped[int] = mapped_column(default=1)    # 1: everyone submits alone
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -189,6 +257,32 @@ class Submission(Base):
 
     task: Mapped[Task] = relationship()
     user: Mapped[User] = relationship()
+
+
+class Team(Base):
+    """Students who submit together for one task: one daily quota, one final choice, one board row."""
+
+    __tablename__ = "teams"
+    __table_args__ = (sa.UniqueConstraint("task_id", "name_key", name="uq_teams_task_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(40))
+    name_key: Mapped[str] = mapped_column(sa.String(40))
+    join_code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    # One team per student per task (task_id is repeated here so the database enforces it).
+    __table_args__ = (sa.UniqueConstraint("task_id", "user_id", name="uq_team_members_task_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Outbox(Base):

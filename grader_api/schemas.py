@@ -15,15 +15,28 @@ class ErrorOut(BaseModel):
     column: int | None = None
 
 
+RoleName = Literal["student", "ta", "instructor"]
+
+
+class CourseMembership(BaseModel):
+    course: str = Field(description="the course's slug")
+    title: str
+    timezone: str = Field(description="IANA time zone of the course (deadlines are shown in it)")
+    role: RoleName
+    display_name: str = Field(description="the name other students see on leaderboards")
+
+
 class UserOut(BaseModel):
     id: int
     name: str
-    role: Literal["student", "instructor"]
+    role: RoleName = Field(description="the highest role the user holds in any course")
+    courses: list[CourseMembership] = []
 
 
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    role: Literal["student", "instructor"] = "student"
+    role: RoleName = "student"
+    course: str | None = Field(None, description="course slug; default: the caller's only course as instructor")
 
 
 class UserCreated(UserOut):
@@ -36,6 +49,9 @@ class TokenOut(BaseModel):
 
 
 class TaskSummary(BaseModel):
+    course: str = Field(description="slug of the course the task belongs to")
+    role: RoleName = Field(description="the caller's role in that course")
+    team_size: int = 1
     name: str
     title: str
     kind: str
@@ -98,6 +114,7 @@ class SubmissionAccepted(BaseModel):
 class SubmissionOut(BaseModel):
     id: int
     task: str
+    course: str = Field("", description="slug of the task's course")
     user: str
     kind: str
     status: Literal["queued", "running", "scored", "failed"]

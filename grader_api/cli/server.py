@@ -189,17 +189,88 @@ def _run(fn):
         raise typer.Exit(1) from None
 
 
+_COURSE_OPTION = typer.Option("default", "--course", help="the course's slug")
+
+
+@admin.command("create-course")
+def create_course(slug: str, title: str = typer.Option(..., help="the course's title"),
+                  timezone: str = typer.Option("UTC", help="IANA time zone, e.g. America/Chicago"),
+                  instructor: str = typer.Option(None, help="user name of its first instructor "
+                                                            "(created if missing; their token is printed)")) -> None:
+    """Create a course (and enrol its first instructor)."""
+    import sqlalchemy as sa
+
+    from grader_api.models import Role, User
+    from grader_api.services import courses
+    from grader_api.services.users import create_user as create
+
+    _settings_, db = _db()
+
+    def go():
+        token = None
+        with db.transaction() as s:
+            course = courses.create_course(s, slug, title, timezone)
+            if instructor:
+                user = s.scalar(sa.select(User).where(User.name == instructor))
+                if user is None:
+                    user, token = create(s, instructor, "instructor", course=course)
+                else:
+                    courses.enroll(s, course, user, Role.INSTRUCTOR)
+        typer.echo(f"created course '{course.slug}' ({course.title}, {course.timezone})")
+        if instructor:
+            typer.echo(f"instructor: '{instructor}'" + (f". Token (shown once):\n{token}" if token else ""))
+
+    _run(go)
+
+
+@admin.command("courses")
+def list_courses() -> None:
+    """List the courses on this server."""
+    from grader_api.cli.safe_text import for_terminal
+    from grader_api.services import courses
+
+    _settings_, db = _db()
+    with db.transaction() as s:
+        for c in courses.list_courses(s):
+            typer.echo(f"{c.slug}\t{for_terminal(c.title)}\t{c.timezone}")
+
+
+@admin.command("enroll")
+def enroll_user(course: str, name: str, role: str = typer.Option("student", help="student, ta or instructor")) -> None:
+    """Enrol an existing user in a course (or change their role there)."""
+    from grader_api.models import Role
+    from grader_api.services import courses
+    from grader_api.services.errors import InvalidInput
+    from grader_api.services.users import get_user
+
+    _settings_, db = _db()
+
+    def go():
+        try:
+            role_value = Role(role)
+        except ValueError:
+            raise InvalidInput("role: expected 'student', 'ta' or 'instructor'") from None
+        with db.transaction() as s:
+            enrollment = courses.enroll(s, courses.get_course(s, course), get_user(s, name), role_value)
+        typer.echo(f"'{name}' is {enrollment.role.value} of '{course}' (shown to students as "
+                   f"'{enrollment.display_name}')")
+
+    _run(go)
+
+
 @admin.command("create-user")
-def create_user(name: str, role: str = typer.Option("student", help="student or instructor")) -> None:
-    """Create a user and print their token (shown once)."""
+def create_user(name: str, role: str = typer.Option("student", help="student, ta or instructor (in --course)"),
+                course: str = _COURSE_OPTION) -> None:
+    """Create a user enrolled in a course and print their token (shown once)."""
+    from grader_api.services.courses import get_course
     from grader_api.services.users import create_user as create
 
     _settings_, db = _db()
 
     def go():
         with db.transaction() as s:
-            user, token = create(s, name, role)
-        typer.echo(f"created {user.role.value} '{user.name}'. Token (shown once):\n{token}")
+            user, token = create(s, name, role, course=get_course(s, course))
+        typer.echo(f"created {role} '{user.name}' in '{course}'. Token (shown once):\n{token}")
 
     _run(go)
 
@@ -233,28 +304,31 @@ def revoke(name: str) -> None:
 
 
 @admin.command("add-task")
-def add_task(task_file: Path, update: bool = typer.Option(False, help="update the task if it exists")) -> None:
+def add_task(task_file: Path, update: bool = typer.Option(False, help="update the task if it exists"),
+             course: str = _COURSE_OPTION) -> None:
     """Create (or with --update, update) a task from a task YAML file. Its split must exist
     under the data root (HELDOUT_DATA_ROOT)."""
     import sqlalchemy as sa
 
     from grader_api.models import Task
     from grader_api.services import tasks as task_service
+    from grader_api.services.courses import get_course
 
     settings, db = _db()
     text = task_file.read_text(encoding="utf-8")
 
     def go():
         with db.transaction() as s:
+            found = get_course(s, course)
             mapping, _opts = task_service.parse_task_yaml(text)
-            existing = s.scalar(sa.select(Task).where(Task.name == mapping.get("name")))
+            existing = s.scalar(sa.select(Task).where(Task.course_id == found.id, Task.name == mapping.get("name")))
             if existing is not None and update:
                 task = task_service.update_task(s, settings, existing, text, task_service.CourseOptions())
                 verb = "updated"
             else:
-                task = task_service.create_task(s, settings, text)
+                task = task_service.create_task(s, settings, text, course=found)
                 verb = "created"
-        typer.echo(f"{verb} task '{task.name}' ({task.kind}, {task.metric})")
+        typer.echo(f"{verb} task '{task.name}' in '{course}' ({task.kind}, {task.metric})")
 
     _run(go)
 

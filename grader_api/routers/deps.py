@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
@@ -60,3 +60,5 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 # value there is the server's own (errors.py answers it as a server-side limit).
 DB_ID_MAX = 2**63 - 1
 SubmissionId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="submission id")]
+CourseQuery = Annotated[str | None, Query(max_length=40, description="course slug: needed only when a task of "
+                                           "this name exists in several of your courses")]

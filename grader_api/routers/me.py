@@ -7,23 +7,24 @@ from dataclasses import asdict
 from fastapi import APIRouter, Query
 
 from grader_api.auth import CurrentUser
-from grader_api.routers.deps import DB_ID_MAX, SessionDep
+from grader_api.routers.deps import DB_ID_MAX, CourseQuery, SessionDep
 from grader_api.schemas import History, UserOut
 from grader_api.services import submissions as submission_service
-from grader_api.services import tasks as task_service
+from grader_api.services.courses import resolve_task
 from grader_api.services.users import user_view
 
 router = APIRouter(tags=["me"])
 
 
 @router.get("/me", response_model=UserOut)
-def me(user: CurrentUser) -> UserOut:
-    return user_view(user)
+def me(user: CurrentUser, session: SessionDep) -> UserOut:
+    return user_view(session, user)
 
 
 @router.get("/me/submissions", response_model=History)
-def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(description="task name")) -> History:
-    t = task_service.get_task(session, task)
+def my_submissions(user: CurrentUser, session: SessionDep, task: str = Query(description="task name"),
+                   course: CourseQuery = None) -> History:
+    t, _member = resolve_task(session, user, task, course)
     return History(task=t.name, metric=t.metric, higher_is_better=t.higher_is_better,
                    submissions=submission_service.history(session, t, user))
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from grader_api.auth import CurrentUser, bearer_token
 from grader_api.models import utcnow
 from grader_api.routers.deps import (
+    CourseQuery,
     DatabaseDep,
     LimiterDep,
     RelayDep,
@@ -21,7 +22,7 @@ from grader_api.routers.deps import (
 from grader_api.routers.multipart import receive_upload
 from grader_api.schemas import ErrorOut, SelectIn, SubmissionAccepted, SubmissionOut
 from grader_api.services import submissions as submission_service
-from grader_api.services import tasks as task_service
+from grader_api.services.courses import resolve_task
 
 router = APIRouter(tags=["submissions"])
 
@@ -40,7 +41,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/tasks/{task}/submissions", status_code=202, response_model=SubmissionAccepted,
              openapi_extra=_UPLOAD_DOC, responses=_ERRORS)
 async def upload(task: str, request: Request, user: CurrentUser, db: DatabaseDep, settings: SettingsDep,
-                 storage: StorageDep, relay: RelayDep, limiter: LimiterDep) -> dict:
+                 storage: StorageDep, relay: RelayDep, limiter: LimiterDep, course: CourseQuery = None) -> dict:
     """Upload a file; it is validated now (clear 4xx on a bad file) and graded in the background.
 
     No request session: the body streams and validation runs with no connection held; the reads
@@ -49,7 +50,7 @@ async def upload(task: str, request: Request, user: CurrentUser, db: DatabaseDep
 
     def precheck():
         with db.transaction() as session:  # reads only; the loaded task row stays usable, detached
-            t = task_service.get_task(session, task)
+            t, _member = resolve_task(session, user, task, course)
             submission_service.precheck(session, t, user, now)
         limiter.check("upload", user.id)
         return t
@@ -91,14 +92,14 @@ async def upload(task: str, request: Request, user: CurrentUser, db: DatabaseDep
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut)
 def get_submission(submission_id: SubmissionId, user: CurrentUser, session: SessionDep) -> SubmissionOut:
-    sub = submission_service.get_visible(session, submission_id, user)
-    return submission_service.submission_view(sub, user)
+    sub, viewer = submission_service.get_visible(session, submission_id, user)
+    return submission_service.submission_view(sub, viewer)
 
 
 @router.post("/submissions/{submission_id}/select", response_model=SubmissionOut)
 def select(submission_id: SubmissionId, user: CurrentUser, session: SessionDep,
            body: SelectIn | None = None) -> SubmissionOut:
     """Mark (or with `{"selected": false}` unmark) one of your submissions as final."""
-    sub = submission_service.get_visible(session, submission_id, user)
+    sub, viewer = submission_service.get_visible(session, submission_id, user)
     submission_service.set_selected(session, sub, user, True if body is None else body.selected)
-    return submission_service.submission_view(sub, user)
+    return submission_service.submission_view(sub, viewer)

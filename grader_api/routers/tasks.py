@@ -7,14 +7,15 @@ import json
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from grader_api.auth import CurrentUser, Instructor
+from grader_api.auth import CurrentUser
 from grader_api.errors import ApiError
-from grader_api.routers.deps import DB_ID_MAX, RelayDep, SessionDep, SettingsDep
+from grader_api.routers.deps import DB_ID_MAX, CourseQuery, RelayDep, SessionDep, SettingsDep
 from grader_api.schemas import (InstructorSubmissionRow, Leaderboard, RescoreOut, TaskCreate, TaskDetail,
                                 TaskPatch, TaskSummary)
 from grader_api.services import leaderboard as board_service
 from grader_api.services import submissions as submission_service
 from grader_api.services import tasks as task_service
+from grader_api.services.courses import course_for_new_task, require_instructor, require_staff, resolve_task
 
 router = APIRouter(tags=["tasks"])
 
@@ -31,8 +32,9 @@ def list_tasks(user: CurrentUser, session: SessionDep) -> list[TaskSummary]:
 
 
 @router.get("/tasks/{task}", response_model=TaskDetail)
-def get_task(task: str, user: CurrentUser, session: SessionDep) -> TaskDetail:
-    return task_service.task_detail(session, task_service.get_task(session, task), user)
+def get_task(task: str, user: CurrentUser, session: SessionDep, course: CourseQuery = None) -> TaskDetail:
+    t, member = resolve_task(session, user, task, course)
+    return task_service.task_detail(session, t, member)
 
 
 async def _task_body(request: Request) -> tuple[str, task_service.CourseOptions]:
@@ -56,47 +58,57 @@ async def _task_body(request: Request) -> tuple[str, task_service.CourseOptions]
 
 
 @router.post("/tasks", response_model=TaskDetail, status_code=201, openapi_extra=_TASK_BODY_DOC)
-async def create_task(request: Request, user: Instructor, session: SessionDep, settings: SettingsDep) -> TaskDetail:
+async def create_task(request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep,
+                      course: CourseQuery = None) -> TaskDetail:
+    """Create a task in a course you teach (`course`: its slug; default: your only one)."""
     from starlette.concurrency import run_in_threadpool
 
     text, opts = await _task_body(request)
 
     def work():
-        task = task_service.create_task(session, settings, text, opts)
-        return task_service.task_detail(session, task, user)
+        found, member = course_for_new_task(session, user, course)
+        task = task_service.create_task(session, settings, text, opts, course=found)
+        return task_service.task_detail(session, task, member)
 
     return await run_in_threadpool(work)
 
 
 @router.patch("/tasks/{task}", response_model=TaskDetail)
-def patch_task(task: str, body: TaskPatch, user: Instructor, session: SessionDep,
-               settings: SettingsDep) -> TaskDetail:
-    t = task_service.get_task(session, task)
+def patch_task(task: str, body: TaskPatch, user: CurrentUser, session: SessionDep,
+               settings: SettingsDep, course: CourseQuery = None) -> TaskDetail:
+    t, member = resolve_task(session, user, task, course)
+    require_instructor(member)
     given = body.model_dump(exclude_unset=True)
     yaml_text = given.pop("yaml", None)
     task_service.update_task(session, settings, t, yaml_text, task_service.CourseOptions(**given))
-    return task_service.task_detail(session, t, user)
+    return task_service.task_detail(session, t, member)
 
 
 @router.get("/tasks/{task}/leaderboard", response_model=Leaderboard)
 def leaderboard(task: str, user: CurrentUser, session: SessionDep,
-                board: str = Query("public", pattern="^(public|private)$")) -> Leaderboard:
-    return board_service.leaderboard(session, task_service.get_task(session, task), board, user)
+                board: str = Query("public", pattern="^(public|private)$"), course: CourseQuery = None) -> Leaderboard:
+    t, member = resolve_task(session, user, task, course)
+    return board_service.leaderboard(session, t, board, member)
 
 
 @router.get("/tasks/{task}/submissions", response_model=list[InstructorSubmissionRow])
-def task_submissions(task: str, _: Instructor, session: SessionDep, user: str | None = None,
+def task_submissions(task: str, caller: CurrentUser, session: SessionDep, user: str | None = None,
                      status: str | None = None, late: bool | None = None,
                      limit: int = Query(500, ge=1, le=5000),
-                     offset: int = Query(0, ge=0, le=DB_ID_MAX)) -> list[InstructorSubmissionRow]:
-    t = task_service.get_task(session, task)
+                     offset: int = Query(0, ge=0, le=DB_ID_MAX), course: CourseQuery = None,
+                     ) -> list[InstructorSubmissionRow]:
+    """Every submission of the task (course staff)."""
+    t, member = resolve_task(session, caller, task, course)
+    require_staff(member)
     return submission_service.list_for_task(session, t, user_name=user, status=status, late=late,
                                             limit=limit, offset=offset)
 
 
 @router.post("/tasks/{task}/rescore", response_model=RescoreOut, status_code=202)
-def rescore(task: str, _: Instructor, session: SessionDep, relay: RelayDep) -> RescoreOut:
-    t = task_service.get_task(session, task)
+def rescore(task: str, user: CurrentUser, session: SessionDep, relay: RelayDep,
+            course: CourseQuery = None) -> RescoreOut:
+    t, member = resolve_task(session, user, task, course)
+    require_staff(member)
     return RescoreOut(task=t.name, requeued=submission_service.rescore_task(session, relay, t))
 
 
@@ -105,7 +117,8 @@ class CsvResponse(PlainTextResponse):
 
 
 @router.get("/tasks/{task}/grades.csv", response_class=CsvResponse)
-def grades(task: str, _: Instructor, session: SessionDep) -> PlainTextResponse:
-    t = task_service.get_task(session, task)
+def grades(task: str, user: CurrentUser, session: SessionDep, course: CourseQuery = None) -> PlainTextResponse:
+    t, member = resolve_task(session, user, task, course)
+    require_staff(member)
     return PlainTextResponse(board_service.grades_csv(session, t), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{t.name}-grades.csv"'})

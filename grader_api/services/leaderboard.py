@@ -18,8 +18,9 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User
+from grader_api.models import Enrollment, EnrollmentStatus, FinalRule, Role, Submission, SubmissionStatus, Task, User
 from grader_api.schemas import Leaderboard, LeaderboardRow
+from grader_api.services.courses import Member
 from grader_api.services.errors import InvalidInput, PrivateHidden
 from grader_api.services.submissions import can_see_private
 from grader_api.services.spreadsheet import spreadsheet_safe
@@ -137,7 +138,7 @@ def standings(session: Session, task: Task, board: str) -> list[Standing]:
             for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1)]
 
 
-def leaderboard(session: Session, task: Task, board: str, viewer: User, now: datetime | None = None) -> Leaderboard:
+def leaderboard(session: Session, task: Task, board: str, viewer: Member, now: datetime | None = None) -> Leaderboard:
     """The board as `viewer` sees it: the private one only once they may see private scores,
     and submission ids only on their own row (every row for instructors)."""
     which = _board(board)
@@ -145,7 +146,7 @@ def leaderboard(session: Session, task: Task, board: str, viewer: User, now: dat
         raise PrivateHidden("the private leaderboard is shown after the task closes")
 
     def shown_id(s: Standing) -> int | None:
-        return s.submission_id if viewer.role == Role.INSTRUCTOR or viewer.id == s.user_id else None
+        return s.submission_id if viewer.is_staff or viewer.id == s.user_id else None
 
     rows = [LeaderboardRow(rank=s.rank, user=s.user, score=s.score, entries=s.entries, submitted_at=s.submitted_at,
                            submission_id=shown_id(s), is_me=viewer.id == s.user_id)
@@ -178,7 +179,9 @@ def grade_rows(session: Session, task: Task) -> list[GradeRow]:
     """
     by_user, _names, counts = _entries_by_user(session, task)
     students = session.execute(
-        sa.select(User.id, User.name).where(User.role == Role.STUDENT).order_by(User.name)).all()
+        sa.select(User.id, User.name).join(Enrollment, Enrollment.user_id == User.id)
+        .where(Enrollment.course_id == task.course_id, Enrollment.role == Role.STUDENT,
+               Enrollment.status == EnrollmentStatus.ACTIVE).order_by(User.name)).all()
     rows = []
     for user_id, name in students:
         entries = by_user.get(user_id, [])

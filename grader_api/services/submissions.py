@@ -14,9 +14,10 @@ from grader_api.db import lock_row
 from grader_api.lifecycle.outbox import OutboxRelay
 from grader_api.lifecycle.queues import queue_for
 from grader_api.lifecycle.split_cache import load_split_cached
-from grader_api.models import Role, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
+from grader_api.models import Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
 from grader_api.schemas import HistoryRow, InstructorSubmissionRow, SubmissionOut
 from grader_api.services import tasks as task_service
+from grader_api.services.courses import Member, member_of
 from grader_api.services.errors import (
     DifferentTasks,
     InvalidInput,
@@ -169,16 +170,18 @@ def _validate_predictions(path: Path, spec, data_root: Path, display: str | None
 
 # --- access ------------------------------------------------------------------------------
 
-def get_visible(session: Session, submission_id: int, user: User) -> Submission:
-    """The submission if `user` may see it; 404 otherwise (existence is not revealed)."""
+def get_visible(session: Session, submission_id: int, user: User | Member) -> tuple[Submission, Member]:
+    """The submission if `user` may see it (their own, or any in a course they are staff of), with
+    the user's membership of its course; not found otherwise (existence is not revealed)."""
     sub = session.get(Submission, submission_id)
-    if sub is None or (user.role != Role.INSTRUCTOR and sub.user_id != user.id):
+    member = member_of(session, user, sub.task.course_id) if sub is not None else None
+    if sub is None or member is None or (not member.is_staff and sub.user_id != user.id):
         raise NotFound(f"submission {submission_id}")
-    return sub
+    return sub, member
 
 
-def can_see_private(task: Task, user: User, now: datetime | None = None) -> bool:
-    return user.role == Role.INSTRUCTOR or task.private_revealed(now)
+def can_see_private(task: Task, viewer: Member, now: datetime | None = None) -> bool:
+    return viewer.is_staff or task.private_revealed(now)
 
 
 # --- views -------------------------------------------------------------------------------
@@ -210,12 +213,12 @@ def _overall(report: dict | None) -> dict | None:
     return {k: report.get(k) for k in (*_PART_KEYS, "points") if k in report}
 
 
-def submission_view(sub: Submission, viewer: User, now: datetime | None = None) -> SubmissionOut:
+def submission_view(sub: Submission, viewer: Member, now: datetime | None = None) -> SubmissionOut:
     task = sub.task
     private_ok = can_see_private(task, viewer, now)
     scored = sub.status == SubmissionStatus.SCORED
     return SubmissionOut(
-        id=sub.id, task=task.name, user=sub.user.name, kind=sub.kind.value,
+        id=sub.id, task=task.name, course=viewer.course_slug, user=sub.user.name, kind=sub.kind.value,
         status=sub.status.value, error=sub.error, error_code=sub.error_code,
         note=sub.note, filename=sub.filename, size=sub.file_size,
         late=sub.late, late_days_used=sub.late_days_used, selected=sub.selected,
@@ -293,7 +296,7 @@ def _change(a: float | None, b: float | None) -> Change:
 def diff(session: Session, user: User, a_id: int, b_id: int, part: str = "public",
          now: datetime | None = None) -> SubmissionDiff:
     """Per-class differences (b − a) between two submissions the caller may see."""
-    a, b = get_visible(session, a_id, user), get_visible(session, b_id, user)
+    (a, viewer), (b, _) = get_visible(session, a_id, user), get_visible(session, b_id, user)
     if a.task_id != b.task_id:
         raise DifferentTasks(f"submissions {a_id} and {b_id} belong to different tasks")
     for s in (a, b):
@@ -301,7 +304,7 @@ def diff(session: Session, user: User, a_id: int, b_id: int, part: str = "public
             raise NotScored(f"submission {s.id} is {s.status.value}, not scored")
     if part not in ("public", "private", "overall"):
         raise InvalidInput("part: expected public, private or overall")
-    if part != "public" and not can_see_private(a.task, user, now):
+    if part != "public" and not can_see_private(a.task, viewer, now):
         raise PrivateHidden("private scores are shown after the task closes")
     pa, pb = ((_overall(a.report), _overall(b.report)) if part == "overall"
               else (_public_part(a.report, a.task), _public_part(b.report, b.task)) if part == "public"

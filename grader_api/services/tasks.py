@@ -13,14 +13,15 @@ from sqlalchemy.orm import Session
 
 from grader_api.config import Settings
 from grader_api.lifecycle.transitions import COUNTED_FAILURE_CODES
-from grader_api.models import FinalRule, Role, Submission, SubmissionStatus, Task, User, utcnow
+from grader_api.models import Course, FinalRule, Submission, SubmissionStatus, Task, User, utcnow
 from grader_api.schemas import TaskDetail, TaskSummary
+from grader_api.services.courses import Member
 from grader_api.services.errors import Conflict, DailyLimitReached, InvalidTask, NotFound, TaskClosed
 from scoring.errors import SplitError, TaskFileError
 from scoring.types import TaskSpec
 
 # Keys a task file may carry for the service; the scoring spec itself does not know them.
-COURSE_KEYS = ("deadline", "late_days", "daily_limit", "final_rule", "final_count")
+COURSE_KEYS = ("deadline", "late_days", "daily_limit", "final_rule", "final_count", "team_size")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class CourseOptions:
     daily_limit: Any = ...
     final_rule: Any = ...
     final_count: Any = ...
+    team_size: Any = ...
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not ...}
@@ -109,6 +111,8 @@ def _apply_options(task: Task, opts: CourseOptions) -> None:
                                f"found {value!r}") from None
         elif key == "final_count":
             task.final_count = _int_in(value, "final_count", 1, 100)
+        elif key == "team_size":
+            task.team_size = _int_in(value, "team_size", 1, 20)
 
 
 def _parse_deadline(value: Any) -> datetime | None:
@@ -142,12 +146,19 @@ def _apply_spec(task: Task, spec: TaskSpec, spec_dict: dict, yaml_text: str) -> 
     task.spec, task.spec_yaml = spec_dict, yaml_text
 
 
-def create_task(session: Session, settings: Settings, yaml_text: str, extra: CourseOptions | None = None) -> Task:
+def create_task(session: Session, settings: Settings, yaml_text: str, extra: CourseOptions | None = None, *,
+                course: Course | None = None) -> Task:
+    """Create a task in `course` (default: the `default` course)."""
+    from grader_api.services.courses import DEFAULT_COURSE, get_course
+
+    course = course or get_course(session, DEFAULT_COURSE)
     mapping, opts = parse_task_yaml(yaml_text)
     spec, spec_dict = validate_spec(mapping, settings)
-    if session.scalar(sa.select(Task.id).where(Task.name == spec.name)) is not None:
-        raise Conflict(f"task '{spec.name}' already exists; PATCH /tasks/{spec.name} to update it")
-    task = Task(name=spec.name, spec_version=1, late_days=0, final_rule=FinalRule.BEST_PUBLIC, final_count=2)
+    if session.scalar(sa.select(Task.id).where(Task.course_id == course.id, Task.name == spec.name)) is not None:
+        raise Conflict(f"task '{spec.name}' already exists in course '{course.slug}'; "
+                       f"PATCH /tasks/{spec.name} to update it")
+    task = Task(course_id=course.id, name=spec.name, spec_version=1, late_days=0, final_rule=FinalRule.BEST_PUBLIC,
+                final_count=2, team_size=1)
     _apply_spec(task, spec, spec_dict, yaml_text)
     _apply_options(task, opts)
     if extra is not None:
@@ -174,8 +185,9 @@ def update_task(session: Session, settings: Settings, task: Task, yaml_text: str
     return task
 
 
-def get_task(session: Session, name: str) -> Task:
-    task = session.scalar(sa.select(Task).where(Task.name == name))
+def get_task(session: Session, name: str, course: Course) -> Task:
+    """The task of that name in that course (the caller checked the course is theirs)."""
+    task = session.scalar(sa.select(Task).where(Task.course_id == course.id, Task.name == name))
     if task is None:
         raise NotFound(f"task '{name}'")
     return task
@@ -193,7 +205,7 @@ def utc_day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def used_today(session: Session, task: Task, user: User, now: datetime) -> int:
+def used_today(session: Session, task: Task, user: User | Member, now: datetime) -> int:
     """Submissions that count against the daily limit: this UTC day, not failed, or failed in a
     way that held a grader (COUNTED_FAILURE_CODES)."""
     return session.scalar(
@@ -206,7 +218,7 @@ def used_today(session: Session, task: Task, user: User, now: datetime) -> int:
     ) or 0
 
 
-def submissions_left_today(session: Session, task: Task, user: User, now: datetime) -> int | None:
+def submissions_left_today(session: Session, task: Task, user: User | Member, now: datetime) -> int | None:
     if task.daily_limit is None:
         return None
     return max(0, task.daily_limit - used_today(session, task, user, now))
@@ -231,7 +243,7 @@ def check_window(task: Task, now: datetime) -> Window:
     return Window(True, int(days))
 
 
-def check_daily_limit(session: Session, task: Task, user: User, now: datetime) -> None:
+def check_daily_limit(session: Session, task: Task, user: User | Member, now: datetime) -> None:
     if task.daily_limit is None:
         return
     used = used_today(session, task, user, now)
@@ -246,10 +258,11 @@ def check_daily_limit(session: Session, task: Task, user: User, now: datetime) -
 
 # --- views -------------------------------------------------------------------------------
 
-def _summary_fields(session: Session, task: Task, user: User, now: datetime | None) -> dict[str, Any]:
+def _summary_fields(session: Session, task: Task, user: Member, now: datetime | None) -> dict[str, Any]:
     now = now or utcnow()
     closes = task.closes_at
     return {
+        "course": user.course_slug, "role": user.role.value, "team_size": task.team_size,
         "name": task.name, "title": task.title, "kind": task.kind, "metric": task.metric,
         "higher_is_better": task.higher_is_better,
         "deadline": task.deadline, "late_days": task.late_days, "closes_at": closes,
@@ -263,21 +276,27 @@ def _summary_fields(session: Session, task: Task, user: User, now: datetime | No
     }
 
 
-def task_summary(session: Session, task: Task, user: User, now: datetime | None = None) -> TaskSummary:
+def task_summary(session: Session, task: Task, user: Member, now: datetime | None = None) -> TaskSummary:
     return TaskSummary(**_summary_fields(session, task, user, now))
 
 
-def task_detail(session: Session, task: Task, user: User, now: datetime | None = None) -> TaskDetail:
+def task_detail(session: Session, task: Task, user: Member, now: datetime | None = None) -> TaskDetail:
     spec = task.spec
     return TaskDetail(
         **_summary_fields(session, task, user, now),
         classes=list(spec.get("classes", [])), public_fraction=spec.get("public_fraction"),
         points=spec.get("points"), ap=spec.get("ap"), scores=spec.get("scores"),
         image_size=spec.get("image_size"), spec_version=task.spec_version,
-        spec=spec if user.role == Role.INSTRUCTOR else None,
+        spec=spec if user.is_staff else None,
     )
 
 
-def list_tasks(session: Session, user: User, now: datetime | None = None) -> list[TaskSummary]:
-    tasks = session.scalars(sa.select(Task).order_by(Task.name)).all()
-    return [task_summary(session, t, user, now) for t in tasks]
+def list_tasks(session: Session, user: User | Member, now: datetime | None = None) -> list[TaskSummary]:
+    """The tasks of every course the user is actively enrolled in, by course, then name."""
+    from grader_api.services.courses import memberships
+
+    rows = []
+    for member in memberships(session, user):
+        tasks = session.scalars(sa.select(Task).where(Task.course_id == member.course_id).order_by(Task.name))
+        rows.extend(task_summary(session, t, member, now) for t in tasks)
+    return rows

@@ -7,8 +7,9 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.models import Role, User
-from grader_api.schemas import UserOut
+from grader_api.models import Course, Enrollment, EnrollmentStatus, Role, User
+from grader_api.schemas import CourseMembership, UserOut
+from grader_api.services.courses import DEFAULT_COURSE, course_for_new_task, enroll, get_course
 from grader_api.services.errors import Conflict, InvalidInput, NotFound
 from grader_api.tokens import issue_token, revoke_tokens
 
@@ -16,8 +17,9 @@ from grader_api.tokens import issue_token, revoke_tokens
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,99}$")
 
 
-def create_user(session: Session, name: str, role: str) -> tuple[User, str]:
-    """Create a user and a first token; returns (user, token) — the token is shown once."""
+def create_user(session: Session, name: str, role: str, *, course: Course | None = None) -> tuple[User, str]:
+    """Create a user enrolled in `course` (default: the `default` course) with `role` there, and a
+    first token; returns (user, token) — the token is shown once."""
     name = (name or "").strip()
     if not _NAME.match(name):
         raise InvalidInput("name: 1–100 characters, letters, digits, space, '_', '.', '@' or '-', "
@@ -25,13 +27,36 @@ def create_user(session: Session, name: str, role: str) -> tuple[User, str]:
     try:
         role_value = Role(role)
     except ValueError:
-        raise InvalidInput("role: expected 'student' or 'instructor'") from None
+        raise InvalidInput("role: expected 'student', 'ta' or 'instructor'") from None
     if session.scalar(sa.select(User.id).where(User.name == name)) is not None:
         raise Conflict(f"user '{name}' already exists")
     user = User(name=name, role=role_value)
     session.add(user)
     session.flush()
+    enroll(session, course or get_course(session, DEFAULT_COURSE), user, role_value)
     return user, issue_token(session, user)
+
+
+def create_user_as(session: Session, caller: User, name: str, role: str, course: str | None) -> tuple[User, str]:
+    """An instructor creates a user in a course they teach (TAs do not enrol anyone)."""
+    found, _member = course_for_new_task(session, caller, course)
+    return create_user(session, name, role, course=found)
+
+
+def managed_user(session: Session, caller: User, name: str) -> User:
+    """The user `name` if the caller instructs every course that user is enrolled in (a new token
+    for a student of another course would let one instructor act as that student there).
+    Not found otherwise: the caller learns nothing about users outside their courses."""
+    user = session.scalar(sa.select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"user '{name}'")
+    their = set(session.scalars(sa.select(Enrollment.course_id).where(Enrollment.user_id == user.id)))
+    taught = set(session.scalars(sa.select(Enrollment.course_id).where(
+        Enrollment.user_id == caller.id, Enrollment.role == Role.INSTRUCTOR,
+        Enrollment.status == EnrollmentStatus.ACTIVE)))
+    if not their or not their <= taught:
+        raise NotFound(f"user '{name}'")
+    return user
 
 
 def get_user(session: Session, name: str) -> User:
@@ -52,5 +77,18 @@ def revoke(session: Session, name: str) -> int:
     return revoke_tokens(session, get_user(session, name))
 
 
-def user_view(user: User) -> UserOut:
-    return UserOut(id=user.id, name=user.name, role=user.role.value)
+_RANK = {Role.STUDENT: 0, Role.TA: 1, Role.INSTRUCTOR: 2}
+
+
+def user_view(session: Session, user: User) -> UserOut:
+    """The user with every active course membership; `role` is the highest of them."""
+    rows = session.execute(
+        sa.select(Course.slug, Course.title, Course.timezone, Enrollment.role, Enrollment.display_name)
+        .join(Enrollment, Enrollment.course_id == Course.id)
+        .where(Enrollment.user_id == user.id, Enrollment.status == EnrollmentStatus.ACTIVE)
+        .order_by(Course.slug)).all()
+    courses = [CourseMembership(course=slug, title=title, timezone=tz, role=Role(role).value, display_name=display)
+               for slug, title, tz, role, display in rows]
+    roles = [Role(r[3]) for r in rows]
+    top = max(roles, key=_RANK.__getitem__) if roles else user.role
+    return UserOut(id=user.id, name=user.name, role=top.value, courses=courses)

@@ -16,9 +16,10 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from grader_api.errors import domain_status
-from grader_api.models import Role, User
+from grader_api.models import Task, User
 from grader_api.routers.deps import SessionDep, SubmissionId
 from grader_api.schemas import LeaderboardRow, SubmissionOut
+from grader_api.services.courses import Member, memberships, require_staff, resolve_task
 from grader_api.services.errors import DomainError
 from grader_api.web import charts, queries
 from grader_api.web import session as websession
@@ -34,20 +35,29 @@ REFRESH_SECONDS = 2
 class Viewer:
     user: User | None
     sess: websession.WebSession
+    memberships: list[Member]
 
     def ctx(self) -> dict[str, Any]:
         u = self.user
-        return {"user": {"id": u.id, "name": u.name, "role": u.role.value} if u else None,
+        return {"user": {"id": u.id, "name": u.name, "staff": self.is_staff_anywhere} if u else None,
                 "csrf_token": self.sess.csrf}
 
     @property
-    def is_instructor(self) -> bool:
-        return self.user is not None and self.user.role == Role.INSTRUCTOR
+    def is_staff_anywhere(self) -> bool:
+        """Instructor or TA of some course: the staff pages are worth linking to."""
+        return any(m.is_staff for m in self.memberships)
 
 
 def _viewer(request: Request, session) -> Viewer:
     sess = websession.load(request)
-    return Viewer(websession.user_of(session, sess), sess)
+    user = websession.user_of(session, sess)
+    return Viewer(user, sess, memberships(session, user) if user is not None else [])
+
+
+def _staff_task(session, v: Viewer, name: str, course: str | None) -> tuple[Task, Member]:
+    """The task and the viewer's membership, refused unless the viewer is staff of its course."""
+    task, member = resolve_task(session, v.user, name, course)
+    return task, require_staff(member)
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -165,8 +175,8 @@ def _sort_rows(rows: list[LeaderboardRow], sort: str, direction: str, per_class:
 
 
 @router.get("/tasks/{name}", response_class=HTMLResponse)
-def leaderboard_page(request: Request, session: SessionDep, name: str,
-                     board: str = "public", sort: str = "rank", dir: str = "", classes: int = 0) -> Response:
+def leaderboard_page(request: Request, session: SessionDep, name: str, board: str = "public", sort: str = "rank",
+                     dir: str = "", classes: int = 0, course: str | None = None) -> Response:
     from grader_api.services import leaderboard as board_service
     from grader_api.services import tasks as task_service
     from grader_api.services.submissions import can_see_private
@@ -175,19 +185,19 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
     if v.user is None:
         return _to_login(request)
     try:
-        task = task_service.get_task(session, name)
-        summary = task_service.task_summary(session, task, v.user)
+        task, member = resolve_task(session, v.user, name, course)
+        summary = task_service.task_summary(session, task, member)
     except DomainError as e:
         return _refused(request, v, e)
     board = "private" if board == "private" else "public"
-    can_private = can_see_private(task, v.user)
+    can_private = can_see_private(task, member)
     ctx: dict[str, Any] = {**v.ctx(), "task": summary, "board": board, "can_private": can_private,
                            "rows": [], "classes": [], "per_class": {}, "show_classes": bool(classes),
                            "hidden_reason": None}
     if board == "private" and not can_private:
         ctx["hidden_reason"] = "The private leaderboard is shown to everyone once the task closes."
         return render(request, "leaderboard.html", ctx, status=403, sess=v.sess)
-    lb = board_service.leaderboard(session, task, board, v.user)
+    lb = board_service.leaderboard(session, task, board, member)
     class_names = list(task.spec.get("classes", []))
     # Per-class values of the public part would show which items are public; a task may opt in.
     classes_available = board == "private" or bool(task.spec.get("public_detail"))
@@ -204,7 +214,7 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
         flip = "desc" if (sort == key and direction == "asc") else "asc"
         if sort != key:
             flip = "asc" if key in ("rank", "name") or (key == "score" and not task.higher_is_better) else "desc"
-        q: dict[str, str | int] = {"board": board, "sort": key, "dir": flip}
+        q: dict[str, str | int] = {"course": member.course_slug, "board": board, "sort": key, "dir": flip}
         if classes:
             q["classes"] = 1
         return f"?{urlencode(q)}"
@@ -212,8 +222,8 @@ def leaderboard_page(request: Request, session: SessionDep, name: str,
     ctx.update(rows=rows, classes=class_names if classes else [], per_class=per_class, sort=sort, dir=direction,
                classes_available=classes_available, show_classes=bool(classes),
                sort_link=sort_link, metric=lb.metric, per_class_metric=PER_CLASS_KEY.get(task.metric),
-               toggle_link="?" + urlencode({"board": board, "sort": sort, "dir": direction,
-                                            **({} if classes else {"classes": 1})}))
+               toggle_link="?" + urlencode({"course": member.course_slug, "board": board, "sort": sort,
+                                            "dir": direction, **({} if classes else {"classes": 1})}))
     return render(request, "leaderboard.html", ctx, sess=v.sess)
 
 
@@ -254,10 +264,10 @@ def submission_page(request: Request, session: SessionDep, submission_id: Submis
     if v.user is None:
         return _to_login(request)
     try:
-        sub = get_visible(session, submission_id, v.user)
+        sub, member = get_visible(session, submission_id, v.user)
     except DomainError as e:
         return _refused(request, v, e)
-    view = submission_view(sub, v.user)
+    view = submission_view(sub, member)
     classes = list(sub.task.spec.get("classes", []))
     ctx = {**v.ctx(), "sub": view, "kind": sub.task.kind, "task_title": sub.task.title,
            "refresh": REFRESH_SECONDS if view.status in ("queued", "running") else None,
@@ -266,7 +276,7 @@ def submission_page(request: Request, session: SessionDep, submission_id: Submis
 
 
 @router.get("/tasks/{name}/history", response_class=HTMLResponse)
-def history_page(request: Request, session: SessionDep, name: str) -> Response:
+def history_page(request: Request, session: SessionDep, name: str, course: str | None = None) -> Response:
     from grader_api.services import submissions as submission_service
     from grader_api.services import tasks as task_service
 
@@ -274,7 +284,7 @@ def history_page(request: Request, session: SessionDep, name: str) -> Response:
     if v.user is None:
         return _to_login(request)
     try:
-        task = task_service.get_task(session, name)
+        task, member = resolve_task(session, v.user, name, course)
     except DomainError as e:
         return _refused(request, v, e)
     rows = submission_service.history(session, task, v.user)
@@ -283,7 +293,7 @@ def history_page(request: Request, session: SessionDep, name: str) -> Response:
     chart = charts.line_chart([(str(i), r.public_score) for i, r in enumerate(rows, 1)],
                               title=f"public {task.metric} over your submissions", tooltips=tips,
                               higher_is_better=task.higher_is_better)
-    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "rows": rows, "chart": chart,
+    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, member), "rows": rows, "chart": chart,
            "higher_is_better": task.higher_is_better}
     return render(request, "history.html", ctx, sess=v.sess)
 
@@ -294,22 +304,25 @@ def history_page(request: Request, session: SessionDep, name: str) -> Response:
 
 @router.get("/instructor", response_class=HTMLResponse)
 def instructor_index(request: Request, session: SessionDep) -> Response:
+    from grader_api.services.courses import get_course
     from grader_api.services.tasks import get_task, list_tasks
 
     v = _viewer(request, session)
     if v.user is None:
         return _to_login(request)
-    if not v.is_instructor:
-        return _error(request, v, 403, "These pages are for instructors.")
-    tasks = list_tasks(session, v.user)
-    counts = {t.name: queries.status_counts(session, get_task(session, t.name)) for t in tasks}
+    if not v.is_staff_anywhere:
+        return _error(request, v, 403, "These pages are for instructors and TAs.")
+    tasks = [t for t in list_tasks(session, v.user) if t.role in ("instructor", "ta")]
+    counts = {(t.course, t.name): queries.status_counts(
+        session, get_task(session, t.name, get_course(session, t.course))) for t in tasks}
     return render(request, "instructor_index.html", {**v.ctx(), "tasks": tasks, "counts": counts}, sess=v.sess)
 
 
 @router.get("/instructor/tasks/{name}", response_class=HTMLResponse)
 def instructor_task(request: Request, session: SessionDep, name: str,
                     status: Annotated[str, Query()] = "", student: Annotated[str, Query()] = "",
-                    done: Annotated[str, Query()] = "", n: Annotated[int, Query()] = 0) -> Response:
+                    done: Annotated[str, Query()] = "", n: Annotated[int, Query()] = 0,
+                    course: Annotated[str | None, Query()] = None) -> Response:
     from grader_api.services import leaderboard as board_service
     from grader_api.services import submissions as submission_service
     from grader_api.services import tasks as task_service
@@ -317,21 +330,19 @@ def instructor_task(request: Request, session: SessionDep, name: str,
     v = _viewer(request, session)
     if v.user is None:
         return _to_login(request)
-    if not v.is_instructor:
-        return _error(request, v, 403, "These pages are for instructors.")
     try:
-        task = task_service.get_task(session, name)
+        task, member = _staff_task(session, v, name, course)
         subs = submission_service.list_for_task(session, task, user_name=student or None, status=status or None)
     except DomainError as e:
         return _refused(request, v, e)
     failed = submission_service.list_for_task(session, task, status="failed", limit=50)
-    best = [r.score for r in board_service.leaderboard(session, task, "public", v.user).rows]
+    best = [r.score for r in board_service.leaderboard(session, task, "public", member).rows]
     all_scores = [s.public_score for s in submission_service.list_for_task(session, task, status="scored",
                                                                             limit=100_000)]
     lo_hi = (0.0, 1.0) if all(0.0 <= x <= 1.0 for x in best + [s for s in all_scores if s is not None]) else None
-    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, v.user), "subs": subs, "failed": failed,
+    ctx = {**v.ctx(), "task": task_service.task_summary(session, task, member), "subs": subs, "failed": failed,
            "status": status, "student": student, "statuses": ("queued", "running", "scored", "failed"),
-           "students": queries.student_names(session), "counts": queries.status_counts(session, task),
+           "students": queries.student_names(session, task.course_id), "counts": queries.status_counts(session, task),
            "hist_best": charts.histogram(best, bins=20, value_range=lo_hi,
                                          title=f"best public {task.metric} per student ({len(best)})"),
            "hist_all": charts.histogram(all_scores, bins=20, value_range=lo_hi,
@@ -341,38 +352,34 @@ def instructor_task(request: Request, session: SessionDep, name: str,
 
 
 @router.post("/instructor/tasks/{name}/rescore")
-def instructor_rescore(request: Request, session: SessionDep, name: str,
-                       csrf_token: Annotated[str, Form()] = "") -> Response:
+def instructor_rescore(request: Request, session: SessionDep, name: str, csrf_token: Annotated[str, Form()] = "",
+                       course: Annotated[str | None, Query()] = None) -> Response:
     from grader_api.services import submissions as submission_service
-    from grader_api.services import tasks as task_service
 
     v = _viewer(request, session)
     if v.user is None:
         return _to_login(request)
-    if not v.is_instructor:
-        return _error(request, v, 403, "These pages are for instructors.")
     if not websession.csrf_ok(v.sess, csrf_token):
         return _error(request, v, 403, "The form expired; reload the page and try again.")
     try:
-        task = task_service.get_task(session, name)
+        task, member = _staff_task(session, v, name, course)
     except DomainError as e:
         return _refused(request, v, e)
     count = submission_service.rescore_task(session, request.app.state.relay, task)
-    return RedirectResponse(f"/instructor/tasks/{quote(name)}?done=rescore&n={count}", status_code=303)
+    where = urlencode({"course": member.course_slug, "done": "rescore", "n": count})
+    return RedirectResponse(f"/instructor/tasks/{quote(name)}?{where}", status_code=303)
 
 
 @router.get("/instructor/tasks/{name}/grades.csv")
-def instructor_grades(request: Request, session: SessionDep, name: str) -> Response:
+def instructor_grades(request: Request, session: SessionDep, name: str,
+                      course: Annotated[str | None, Query()] = None) -> Response:
     from grader_api.services import leaderboard as board_service
-    from grader_api.services import tasks as task_service
 
     v = _viewer(request, session)
     if v.user is None:
         return _to_login(request)
-    if not v.is_instructor:
-        return _error(request, v, 403, "These pages are for instructors.")
     try:
-        task = task_service.get_task(session, name)
+        task, _member = _staff_task(session, v, name, course)
     except DomainError as e:
         return _refused(request, v, e)
     return PlainTextResponse(board_service.grades_csv(session, task), media_type="text/csv",

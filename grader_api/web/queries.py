@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grader_api.models import Role, Submission, Task, User
+from grader_api.models import Enrollment, EnrollmentStatus, Role, Submission, Task, User
 from scoring.metrics.info import PER_CLASS_KEY
 
 
@@ -33,8 +33,12 @@ def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[
     return out
 
 
-def student_names(session: Session) -> list[str]:
-    return list(session.scalars(sa.select(User.name).where(User.role == Role.STUDENT).order_by(User.name)))
+def student_names(session: Session, course_id: int) -> list[str]:
+    """The login names of the course's active students (the staff's filter)."""
+    return list(session.scalars(
+        sa.select(User.name).join(Enrollment, Enrollment.user_id == User.id)
+        .where(Enrollment.course_id == course_id, Enrollment.role == Role.STUDENT,
+               Enrollment.status == EnrollmentStatus.ACTIVE).order_by(User.name)))
 
 
 def status_counts(session: Session, task: Task) -> dict[str, int]:

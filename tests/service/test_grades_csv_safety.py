@@ -21,12 +21,16 @@ def _rows(text: str) -> list[dict]:
 
 def test_a_formula_user_name_is_neutralised_in_grades_csv(course):
     from grader_api.models import Role, User
+    from grader_api.services.courses import DEFAULT_COURSE, enroll, get_course
 
     # Names are checked when users are created through the service; a row from an import or an
     # older version can still hold anything, and the export must not trust it.
     with course.app.state.db.transaction() as s:
         for name in (FORMULA, "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1,2)", "\t=1+1"):
-            s.add(User(name=name, role=Role.STUDENT))
+            user = User(name=name, role=Role.STUDENT)
+            s.add(user)
+            s.flush()
+            enroll(s, get_course(s, DEFAULT_COURSE), user, Role.STUDENT)
     r = course.client.get("/api/v1/tasks/pets/grades.csv", headers=auth(course.instructor))
     assert r.status_code == 200, r.text
     students = [row["student"] for row in _rows(r.text)]
