@@ -171,7 +171,9 @@ class History(BaseModel):
 
 class LeaderboardRow(BaseModel):
     rank: int
-    user: str
+    user: str = Field(description="the display name; course staff see the login name")
+    display_name: str = Field("", description="the name the student chose for boards (or was given)")
+    real_name: str | None = Field(None, description="course staff only: the name from the roster")
     score: float
     entries: int
     submitted_at: datetime
@@ -190,6 +192,7 @@ class Leaderboard(BaseModel):
 class InstructorSubmissionRow(BaseModel):
     id: int
     user: str
+    display_name: str = ""
     status: str
     kind: str
     note: str | None

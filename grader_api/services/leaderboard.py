@@ -73,7 +73,17 @@ def _graded(task: Task, entries: list[_Entry]) -> _Entry | None:
     return _best(task, final_entries(task, entries), "private")
 
 
-def _entries_by_user(session: Session, task: Task) -> tuple[dict[int, list[_Entry]], dict[int, str], dict[int, int]]:
+@dataclass(frozen=True)
+class _Person:
+    login: str
+    display_name: str
+    real_name: str
+
+
+def _entries_by_user(session: Session, task: Task,
+                     ) -> tuple[dict[int, list[_Entry]], dict[int, _Person], dict[int, int]]:
+    """Scored entries, people and entry counts of the course's active members (a dropped student's
+    submissions are kept but leave the boards)."""
     # Rows with a public score: scored ones, and ones being rescored (old scores stand until replaced).
     rows = session.execute(
         sa.select(Submission.id, Submission.user_id, Submission.created_at,
@@ -90,8 +100,13 @@ def _entries_by_user(session: Session, task: Task) -> tuple[dict[int, list[_Entr
         .where(Submission.task_id == task.id, Submission.status != SubmissionStatus.FAILED)
         .group_by(Submission.user_id)
     ).all())
-    names = dict(session.execute(sa.select(User.id, User.name).where(User.id.in_(list(counts) or [-1]))).all())
-    return by_user, names, counts
+    people = {uid: _Person(login, display, full or login) for uid, login, display, full in session.execute(
+        sa.select(User.id, User.name, Enrollment.display_name, User.full_name)
+        .join(Enrollment, Enrollment.user_id == User.id)
+        .where(User.id.in_(list(counts) or [-1]), Enrollment.course_id == task.course_id,
+               Enrollment.status == EnrollmentStatus.ACTIVE)).all()}
+    return ({uid: e for uid, e in by_user.items() if uid in people}, people,
+            {uid: n for uid, n in counts.items() if uid in people})
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,9 @@ class Standing:
 
     rank: int
     user_id: int
-    user: str
+    user: str            # login name (staff views)
+    display_name: str    # what students see
+    real_name: str
     score: float
     entries: int
     submission_id: int
@@ -122,7 +139,7 @@ def standings(session: Session, task: Task, board: str) -> list[Standing]:
     ids of other students' submissions are not for students).
     """
     _board(board)
-    by_user, names, counts = _entries_by_user(session, task)
+    by_user, people, counts = _entries_by_user(session, task)
     ranked = []
     for user_id, entries in by_user.items():
         chosen = _best(task, entries, "public") if board == "public" else _graded(task, entries)
@@ -133,14 +150,16 @@ def standings(session: Session, task: Task, board: str) -> list[Standing]:
             continue
         ranked.append((_ranking_key(task, score, chosen), user_id, chosen, score))
     ranked.sort(key=lambda t: (t[0], t[1]))
-    return [Standing(rank=rank, user_id=user_id, user=names.get(user_id, "?"), score=score,
+    return [Standing(rank=rank, user_id=user_id, user=people[user_id].login,
+                     display_name=people[user_id].display_name, real_name=people[user_id].real_name, score=score,
                      entries=counts.get(user_id, 0), submission_id=chosen.id, submitted_at=chosen.created_at)
             for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1)]
 
 
 def leaderboard(session: Session, task: Task, board: str, viewer: Member, now: datetime | None = None) -> Leaderboard:
     """The board as `viewer` sees it: the private one only once they may see private scores,
-    and submission ids only on their own row (every row for instructors)."""
+    submission ids only on their own row, and other people only by display name (course staff
+    see every id and the real names next to the display names)."""
     which = _board(board)
     if which == "private" and not can_see_private(task, viewer, now):
         raise PrivateHidden("the private leaderboard is shown after the task closes")
@@ -148,8 +167,10 @@ def leaderboard(session: Session, task: Task, board: str, viewer: Member, now: d
     def shown_id(s: Standing) -> int | None:
         return s.submission_id if viewer.is_staff or viewer.id == s.user_id else None
 
-    rows = [LeaderboardRow(rank=s.rank, user=s.user, score=s.score, entries=s.entries, submitted_at=s.submitted_at,
-                           submission_id=shown_id(s), is_me=viewer.id == s.user_id)
+    staff = viewer.is_staff
+    rows = [LeaderboardRow(rank=s.rank, user=s.user if staff else s.display_name, display_name=s.display_name,
+                           real_name=s.real_name if staff else None, score=s.score, entries=s.entries,
+                           submitted_at=s.submitted_at, submission_id=shown_id(s), is_me=viewer.id == s.user_id)
             for s in standings(session, task, which)]
     return Leaderboard(task=task.name, board=which, metric=task.metric, higher_is_better=task.higher_is_better,
                        rows=rows)

@@ -14,7 +14,7 @@ from grader_api.db import lock_row
 from grader_api.lifecycle.outbox import OutboxRelay
 from grader_api.lifecycle.queues import queue_for
 from grader_api.lifecycle.split_cache import load_split_cached
-from grader_api.models import Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
+from grader_api.models import Enrollment, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
 from grader_api.schemas import HistoryRow, InstructorSubmissionRow, SubmissionOut
 from grader_api.services import tasks as task_service
 from grader_api.services.courses import Member, member_of
@@ -372,7 +372,8 @@ def check_final_count(session: Session, task: Task, user: User) -> None:
 
 def list_for_task(session: Session, task: Task, *, user_name: str | None = None, status: str | None = None,
                   late: bool | None = None, limit: int = 500, offset: int = 0) -> list[InstructorSubmissionRow]:
-    q = (sa.select(Submission, User.name).join(User, User.id == Submission.user_id)
+    q = (sa.select(Submission, User.name, Enrollment.display_name).join(User, User.id == Submission.user_id)
+         .outerjoin(Enrollment, sa.and_(Enrollment.user_id == User.id, Enrollment.course_id == task.course_id))
          .where(Submission.task_id == task.id))
     if user_name:
         q = q.where(User.name == user_name)
@@ -385,12 +386,12 @@ def list_for_task(session: Session, task: Task, *, user_name: str | None = None,
         q = q.where(Submission.late.is_(late))
     q = q.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(limit).offset(offset)
     return [InstructorSubmissionRow(
-        id=s.id, user=name, status=s.status.value, kind=s.kind.value, note=s.note,
+        id=s.id, user=name, display_name=display or "", status=s.status.value, kind=s.kind.value, note=s.note,
         created_at=s.created_at, finished_at=s.finished_at, attempts=s.attempts,
         error=s.error, late=s.late, late_days_used=s.late_days_used, selected=s.selected,
         public_score=s.public_primary, private_score=s.private_primary,
         overall_score=s.overall_primary, points=s.points,
-    ) for s, name in session.execute(q).all()]
+    ) for s, name, display in session.execute(q).all()]
 
 
 def rescore_task(session: Session, relay: OutboxRelay, task: Task) -> int:

@@ -165,7 +165,7 @@ def _sort_rows(rows: list[LeaderboardRow], sort: str, direction: str, per_class:
         if sort == "score":
             return r.score
         if sort.startswith("c") and sort[1:].isdigit() and int(sort[1:]) < len(classes):
-            return per_class.get(r.user, {}).get(classes[int(sort[1:])])
+            return per_class.get(r.display_name, {}).get(classes[int(sort[1:])])
         return r.rank
 
     present = [r for r in rows if value(r) is not None]

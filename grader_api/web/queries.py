@@ -14,7 +14,7 @@ from scoring.metrics.info import PER_CLASS_KEY
 
 
 def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[str, float | None]]:
-    """user name -> {class: per-class value of the board's part} for the submission each row counts.
+    """display name -> {class: per-class value of the board's part} for the submission each row counts.
 
     Called after `leaderboard(session, task, board, viewer)` has checked that the viewer may see
     this board. The ranking rule itself is the service's (`standings`), which says which
@@ -22,7 +22,7 @@ def board_per_class(session: Session, task: Task, board: str) -> dict[str, dict[
     """
     from grader_api.services.leaderboard import standings
 
-    ids = {s.submission_id: s.user for s in standings(session, task, board)}
+    ids = {s.submission_id: s.display_name for s in standings(session, task, board)}
     if not ids:
         return {}
     metric = PER_CLASS_KEY.get(task.metric, task.metric)

@@ -237,9 +237,9 @@ def test_submissions_ablation_table_and_diff(live, grade, tmp_path) -> None:
 def test_leaderboard_public_and_private(live, grade, good_file) -> None:
     grade("submit", str(good_file), "--task", "pets", "--wait")
     r = grade("leaderboard", "--task", "pets")
-    assert r.exit_code == 0 and "alice" in r.stdout and "public leaderboard" in r.stdout
+    assert r.exit_code == 0 and "quiet-otter-11" in r.stdout and "public leaderboard" in r.stdout
     doc = json.loads(grade("leaderboard", "--task", "pets", "--json").stdout)
-    assert doc["board"] == "public" and any(row["is_me"] and row["user"] == "alice" for row in doc["rows"])
+    assert doc["board"] == "public" and any(row["is_me"] and row["user"] == "quiet-otter-11" for row in doc["rows"])
     r = grade("leaderboard", "--task", "pets", "--private")
     assert r.exit_code == 2 and "private leaderboard" in one_line_error(r)
     r = grade("leaderboard", "--task", "pets", "--private", "--json", token=live.tokens["prof"])

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from grader_api.app import create_app
 from grader_api.config import Settings
-from tests.service.helpers import make_split, task_yaml
+from tests.service.helpers import make_split, set_display_names, task_yaml
 
 
 @dataclass
@@ -36,6 +36,7 @@ def seed_users(app) -> dict[str, str]:
     with app.state.db.transaction() as s:
         for name, role in (("prof", "instructor"), ("alice", "student"), ("bob", "student")):
             tokens[name] = create_user(s, name, role)[1]
+        set_display_names(s)
     return tokens
 
 

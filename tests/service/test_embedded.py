@@ -38,5 +38,5 @@ def test_upload_is_scored_and_ranked_like_offline_scoring(course):
     assert prof["points"] == pytest.approx(offline["points"]["earned"])
 
     board = c.get("/api/v1/tasks/pets/leaderboard", headers=auth(course.bob)).json()
-    assert [(row["rank"], row["user"], row["entries"]) for row in board["rows"]] == [(1, "alice", 1)]
+    assert [(row["rank"], row["user"], row["entries"]) for row in board["rows"]] == [(1, "quiet-otter-11", 1)]
     assert board["rows"][0]["score"] == pytest.approx(sub["public_score"])

@@ -89,7 +89,7 @@ def test_upload_is_queued_then_scored_by_the_celery_worker_and_ranked(stack):
     assert 0.6 < sub["public_score"] < 0.95 and sub["public"]["primary"] == sub["public_score"]
     assert sub["public"]["per_class"] is None and sub["public"]["withheld"]  # D9
     board = stack.client.get(f"/api/v1/tasks/{task}/leaderboard", headers=auth(stack.bob)).json()
-    assert [(x["rank"], x["user"], x["entries"]) for x in board["rows"]] == [(1, "alice", 1)]
+    assert [(x["rank"], x["user"], x["entries"]) for x in board["rows"]] == [(1, "quiet-otter-11", 1)]
     assert board["rows"][0]["score"] == pytest.approx(sub["public_score"])
 
 

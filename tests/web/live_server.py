@@ -79,6 +79,9 @@ def seed_course(var_dir: Path) -> tuple[dict[str, str], np.ndarray]:
     with db.transaction() as s:
         for name, role in (("prof", "instructor"), ("alice", "student"), ("bob", "student")):
             tokens[name] = create_user(s, name, role)[1]
+        from tests.service.helpers import set_display_names
+
+        set_display_names(s)
         past = datetime.now(UTC) - timedelta(days=3)
         for name, opts in (("pets", CourseOptions(daily_limit=10, deadline=datetime.now(UTC) + timedelta(days=5))),
                            ("pets-limited", CourseOptions(daily_limit=1)),

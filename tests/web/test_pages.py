@@ -72,16 +72,16 @@ def test_leaderboard_highlights_viewer_and_hides_private_board(as_alice) -> None
     r = as_alice.get("/tasks/pets")
     assert r.status_code == 200
     mine = re.findall(r'<tr class="mine"[^>]*>.*?</tr>', r.text, flags=re.S)
-    assert len(mine) == 1 and "alice" in mine[0]
+    assert len(mine) == 1 and "quiet-otter-11" in mine[0] and "alice" not in mine[0]
     assert "Content-Security-Policy" in r.headers and "script-src 'none'" in r.headers["Content-Security-Policy"]
     r = as_alice.get("/tasks/pets?board=private")
     assert r.status_code == 403 and "once the task closes" in r.text and 'id="leaderboard"' not in r.text
 
 
 def test_leaderboard_sorting_and_per_class_columns(as_alice) -> None:
-    names = lambda html: re.findall(r'<td>(?:<a href="/submissions/\d+">)?(alice|bob)', html)  # noqa: E731
-    assert names(as_alice.get("/tasks/pets?sort=name&dir=asc").text) == ["alice", "bob"]
-    assert names(as_alice.get("/tasks/pets?sort=name&dir=desc").text) == ["bob", "alice"]
+    names = lambda html: re.findall(r'<td>(?:<a href="/submissions/\d+">)?([a-z]+-[a-z]+-\d+)', html)  # noqa: E731
+    assert names(as_alice.get("/tasks/pets?sort=name&dir=asc").text) == ["brave-lynx-22", "quiet-otter-11"]
+    assert names(as_alice.get("/tasks/pets?sort=name&dir=desc").text) == ["quiet-otter-11", "brave-lynx-22"]
     # The public board has no per-class columns: they would show which items are public (D9).
     r = as_alice.get("/tasks/pets?classes=1&sort=c0&dir=desc")
     head = r.text.split("<tbody>")[0]
@@ -145,8 +145,9 @@ def test_instructor_pages_are_for_instructors(as_alice) -> None:
 def test_instructor_filters_histogram_export_and_rescore(web, as_prof) -> None:
     r = as_prof.get("/instructor/tasks/pets?student=bob")
     assert r.status_code == 200 and r.text.count('class="chart histogram"') == 2
-    rows = re.findall(r"<tr><td class=\"num\"><a href=\"/submissions/\d+\">\d+</a></td><td>(\w+)</td>", r.text)
-    assert rows and set(rows) == {"bob"}
+    rows = re.findall(r"<tr><td class=\"num\"><a href=\"/submissions/\d+\">\d+</a></td><td>(\w+) "
+                      r"<span class=\"small muted\">([a-z0-9-]+)</span></td>", r.text)
+    assert rows and set(rows) == {("bob", "brave-lynx-22")}  # staff see the login and the display name
     csv = as_prof.get("/instructor/tasks/pets/grades.csv")
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("student,best_public")
     assert as_prof.post("/instructor/tasks/pets/rescore", data={"csrf_token": "forged"}).status_code == 403
