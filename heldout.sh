@@ -2,7 +2,8 @@
 # One entry point for a fresh machine (Debian, Python 3.11):
 #   ./heldout.sh demo   install what is missing, then run the service on embedded defaults with a demo course
 #   ./heldout.sh test   install what is missing (incl. test tools, PostgreSQL, Redis, Chromium), then run every test
-#   ./heldout.sh lint   install what is missing (incl. test tools), then run ruff on the checkout and mypy on scoring/
+#   ./heldout.sh lint   install what is missing (incl. test tools), then run ruff, mypy (strict on scoring/ and
+#                       grader_api/lifecycle/), the import contracts (lint-imports) and the contract tests
 # Extra arguments go to `grade serve` (demo) or pytest (test).
 # HELDOUT_VENV picks the virtual environment (default: .venv in this checkout).
 set -euo pipefail
@@ -128,7 +129,7 @@ case "$cmd" in
     failed=()
     check() { log "\$ $*"; "$VENV/bin/$1" "${@:2}" || failed+=("$*"); }
     check ruff check .
-    check mypy scoring                  # strict there: pyproject.toml [tool.mypy]
+    check mypy scoring grader_api worker   # strict on scoring and the lifecycle: pyproject.toml [tool.mypy]
     check lint-imports --no-cache --no-logo   # contracts: pyproject.toml [tool.importlinter]
     check python -m pytest -q -p no:cacheprovider tests/test_import_contracts.py tests/scoring/test_boundaries.py
     for f in "${failed[@]}"; do log "FAILED: $f"; done

@@ -47,23 +47,6 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _database():
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"heldout_bench_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextmanager
 def _process(cmd: list[str], env: dict, log: Path, ready: bytes, timeout: float = 60.0):
     fh = open(log, "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -157,6 +140,7 @@ def main() -> None:
     from grader_api.services.users import create_user
     from scoring.splits import write_split
     from scoring.tasks import load_task
+    from tests.support.databases import throwaway_database
 
     task_path = REPO / "datasets" / "cifar100.yaml"
     spec = load_task(task_path)
@@ -166,7 +150,7 @@ def main() -> None:
     students = [f"student{i:02d}" for i in range(max(args.clients, 1))]
 
     with ExitStack() as stack:
-        db_url = stack.enter_context(_database())
+        db_url = stack.enter_context(throwaway_database(PG_ADMIN_URL, prefix="heldout_bench"))
         settings = Settings(var_dir=tmp / "var", database_url=db_url, redis_url=REDIS_URL, queue_prefix=prefix)
         settings.ensure_dirs()
         rng = np.random.default_rng(1)

@@ -18,3 +18,8 @@ def world_traversable():
     os.chmod(path, 0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fresh_database: the `course` fixture's app starts on an empty var dir "
+                                       "and migrates a new database (tests of what start-up creates)")

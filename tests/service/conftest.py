@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from grader_api.app import create_app
 from grader_api.config import Settings
 from tests.service.helpers import make_split, set_display_names, task_yaml
+from tests.support.databases import copy_migrated_sqlite
 
 
 @dataclass
@@ -40,17 +42,25 @@ def seed_users(app) -> dict[str, str]:
     return tokens
 
 
-def embedded_settings(tmp_path: Path, **overrides) -> Settings:
+def embedded_settings(tmp_path: Path, *, fresh_database: bool = False, **overrides) -> Settings:
+    """Settings of the embedded stack under `tmp_path`. Its SQLite database is already there,
+    migrated (a copy of the schema migrated once per session; start-up's `migrate` finds it at
+    head), unless `fresh_database`: for tests of what start-up itself creates."""
     values = dict(var_dir=tmp_path / "var", database_url=None, redis_url=None, sweeper_enabled=False,
                   datasets_dir=Path("datasets"), rate_limit="10000/minute", upload_rate_limit="10000/minute")
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    url = make_url(settings.effective_database_url)
+    if not fresh_database and url.get_backend_name() == "sqlite" and not Path(url.database).exists():
+        copy_migrated_sqlite(Path(url.database))
+    return settings
 
 
 @pytest.fixture
-def course(tmp_path) -> Course:
-    """Embedded app with three users and a 'pets' task (200 items, deadline unset)."""
-    settings = embedded_settings(tmp_path)
+def course(request, tmp_path) -> Course:
+    """Embedded app with three users and a 'pets' task (200 items, deadline unset). Marked
+    `fresh_database`, the app starts on an empty var dir and migrates a new database."""
+    settings = embedded_settings(tmp_path, fresh_database=request.node.get_closest_marker("fresh_database") is not None)
     labels = make_split(settings.effective_data_root, "pets/test", n=200)
     app = create_app(settings)
     with TestClient(app) as client:

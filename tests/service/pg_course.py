@@ -16,9 +16,10 @@ from tests.service.helpers import auth, make_split, task_yaml
 
 @contextmanager
 def course_on_postgres(tmp_path: Path):
-    """Three users and a 'pets' task (200 items, deadline unset), as the `course` fixture."""
+    """Three users and a 'pets' task (200 items, deadline unset), as the `course` fixture; its
+    database is a copy of the schema migrated once per session (start-up finds it at head)."""
     real_stack.require_postgres()
-    with real_stack.throwaway_database() as url:
+    with real_stack.throwaway_database(migrated=True) as url:
         settings = embedded_settings(tmp_path, database_url=url)
         labels = make_split(settings.effective_data_root, "pets/test", n=200)
         with TestClient(create_app(settings)) as client:

@@ -8,7 +8,6 @@ HELDOUT_TEST_REDIS; the defaults are this project's CI servers on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support import databases
 
 PG_ADMIN_URL = os.environ.get("HELDOUT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("HELDOUT_TEST_REDIS", "redis://127.0.0.1:6379/13")
@@ -54,24 +55,12 @@ def require_redis() -> None:
 
 
 @contextmanager
-def throwaway_database():
-    """CREATE DATABASE heldout_test_<random>; yield its URL; DROP it (even if tests fail)."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    name = f"heldout_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from grader_api.db import dispose_database
-
-        dispose_database(make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def throwaway_database(*, migrated: bool = False):
+    """A database heldout_test_<random> on the test server: its URL; dropped afterwards, even if
+    tests fail. Empty, or with `migrated` a copy of the schema migrated once per session."""
+    template = databases.migrated_postgres_template(PG_ADMIN_URL) if migrated else None
+    with databases.throwaway_database(PG_ADMIN_URL, template=template) as url:
+        yield url
 
 
 def clear_redis_prefix(prefix: str) -> None:

@@ -37,6 +37,7 @@ def test_split_files_are_owner_only(tmp_path, permissive_umask):
     assert {name: _mode(root / name) for name in files} == {name: 0o600 for name in files}
 
 
+@pytest.mark.fresh_database  # the start-up must create the database file owner-only itself
 def test_database_uploads_and_their_directories_are_owner_only(permissive_umask, course):
     # permissive_umask comes first: it is in force while `course` creates the app and its files.
     client, settings = course.client, course.settings

@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from tests.support.databases import copy_migrated_sqlite
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("cat", "dog", "bird")
 N_ITEMS = 60
@@ -60,11 +62,13 @@ def ids(n: int = N_ITEMS) -> list[str]:
 
 def seed_course(var_dir: Path) -> tuple[dict[str, str], np.ndarray]:
     """Users prof/alice/bob and three tasks on one small split: `pets` (open, 10 a day),
-    `pets-limited` (1 a day), `pets-closed` (deadline passed). Returns (tokens, labels)."""
+    `pets-limited` (1 a day), `pets-closed` (deadline passed), in a database that is a copy of
+    the schema migrated once per session (start-up finds it at head). Returns (tokens, labels)."""
     from scoring.splits import write_split
+    from sqlalchemy.engine import make_url
 
     from grader_api.config import Settings
-    from grader_api.db import get_database, migrate
+    from grader_api.db import get_database
     from grader_api.services.tasks import CourseOptions, create_task
     from grader_api.services.users import create_user
 
@@ -73,7 +77,7 @@ def seed_course(var_dir: Path) -> tuple[dict[str, str], np.ndarray]:
     labels = np.random.default_rng(0).integers(0, len(CLASSES), N_ITEMS)
     write_split(settings.effective_data_root / "pets" / "test", labels, ids=ids(), seed=0, overwrite=True)
     url = settings.effective_database_url
-    migrate(url)
+    copy_migrated_sqlite(Path(make_url(url).database))
     db = get_database(url)
     tokens: dict[str, str] = {}
     with db.transaction() as s:
