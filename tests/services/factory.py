@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from grader_api.models import FinalRule, Role, Submission, SubmissionKind, SubmissionStatus, Task, User
+from grader_api.models import Course, FinalRule, Role, Submission, SubmissionKind, SubmissionStatus, Task, User
+from grader_api.services.courses import DEFAULT_COURSE, enroll, get_course
 
 # A fixed moment mid-day (UTC), so "today" and "yesterday" do not depend on when tests run.
 NOON = datetime(2030, 5, 15, 12, 0, tzinfo=UTC)
@@ -19,10 +20,15 @@ class Factory:
         self._sha = 0
 
     def user(self, name: str, role: Role = Role.STUDENT) -> User:
+        """A user enrolled in the default course with `role`; students show as `<name>-shown`."""
         user = User(name=name, role=role)
         self.session.add(user)
         self.session.flush()
+        enroll(self.session, self.course(), user, role, display_name=f"{name}-shown")
         return user
+
+    def course(self) -> Course:
+        return get_course(self.session, DEFAULT_COURSE)
 
     def instructor(self, name: str = "prof") -> User:
         return self.user(name, Role.INSTRUCTOR)
@@ -31,7 +37,7 @@ class Factory:
              late_days: int = 0, daily_limit: int | None = None, final_rule: FinalRule = FinalRule.BEST_PUBLIC,
              final_count: int = 2) -> Task:
         metric = "accuracy" if higher_is_better else "error_rate"
-        task = Task(name=name, title=name.title(), kind="classification", metric=metric,
+        task = Task(course_id=self.course().id, name=name, title=name.title(), kind="classification", metric=metric,
                     higher_is_better=higher_is_better,
                     spec={"name": name, "kind": "classification", "classes": ["cat", "dog"],
                           "accepts": ["predictions"]},

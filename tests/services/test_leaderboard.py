@@ -8,13 +8,19 @@ from datetime import timedelta
 import pytest
 
 from grader_api.models import FinalRule, SubmissionStatus
+from grader_api.services.courses import member_of
 from grader_api.services.errors import InvalidInput, PrivateHidden
 from grader_api.services.leaderboard import GradeRow, grade_rows, grades_csv, leaderboard, standings
 from tests.services.factory import NOON
 
 
+def _as(session, user, task):
+    """The user as a member of the task's course (what the routes pass to the service)."""
+    return member_of(session, user, task.course_id)
+
+
 def _board(session, task, board, viewer, now=NOON) -> list[tuple]:
-    lb = leaderboard(session, task, board, viewer, now)
+    lb = leaderboard(session, task, board, _as(session, viewer, task), now)
     return [(r.rank, r.user, r.score, r.entries, r.submission_id, r.is_me) for r in lb.rows]
 
 
@@ -31,10 +37,10 @@ def test_public_board_ranks_each_students_best_public_score(session, make):
         (1, "alice", 0.80, 2, a2.id, False),
         (2, "bob", 0.75, 1, b1.id, False),
     ]
-    # Students see their own submission id only.
+    # Students see their own submission id only, and everyone by display name only.
     assert _board(session, task, "public", alice) == [
-        (1, "alice", 0.80, 2, a2.id, True),
-        (2, "bob", 0.75, 1, None, False),
+        (1, "alice-shown", 0.80, 2, a2.id, True),
+        (2, "bob-shown", 0.75, 1, None, False),
     ]
     assert a1.id not in {s.submission_id for s in standings(session, task, "public")}
 
@@ -127,7 +133,7 @@ def test_private_board_is_hidden_from_students_until_the_task_closes(session, ma
     closes = deadline + timedelta(days=2)
 
     with pytest.raises(PrivateHidden) as hidden:
-        leaderboard(session, task, "private", alice, now=closes - timedelta(seconds=1))
+        leaderboard(session, task, "private", _as(session, alice, task), now=closes - timedelta(seconds=1))
     assert (hidden.value.code, hidden.value.message) == (
         "private_hidden", "the private leaderboard is shown after the task closes")
     # Instructors see it at any time; students from the close on.
@@ -138,13 +144,13 @@ def test_private_board_is_hidden_from_students_until_the_task_closes(session, ma
 def test_a_task_without_a_deadline_never_reveals_the_private_board_to_students(session, make):
     task, alice = make.task(deadline=None), make.user("alice")
     with pytest.raises(PrivateHidden):
-        leaderboard(session, task, "private", alice, now=NOON + timedelta(days=3650))
+        leaderboard(session, task, "private", _as(session, alice, task), now=NOON + timedelta(days=3650))
 
 
 def test_an_unknown_board_is_invalid_input(session, make):
     task, prof = make.task(), make.instructor()
     with pytest.raises(InvalidInput) as err:
-        leaderboard(session, task, "secret", prof, NOON)
+        leaderboard(session, task, "secret", _as(session, prof, task), NOON)
     assert (err.value.code, err.value.message) == ("invalid_request", "board: expected 'public' or 'private'")
 
 
