@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,9 @@ class Env:
     alice: str
     bob: str
     client: httpx.Client
+    # The rest of the authorization matrix's cast: a TA and a spare student (whose tokens the
+    # matrix may revoke) of the same course, and an instructor, a TA and a student of another one.
+    others: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_root(self) -> Path:
@@ -64,13 +67,19 @@ class Env:
 
 
 def _seed_users(db_url: str) -> dict[str, str]:
+    """prof, alice, bob, tara (TA) and victim in the default course; oprof, ota and olga in 'other'."""
     from grader_api.db import get_database
+    from grader_api.services.courses import create_course
     from grader_api.services.users import create_user
 
     tokens = {}
     with get_database(db_url).transaction() as s:
-        for name, role in (("prof", "instructor"), ("alice", "student"), ("bob", "student")):
+        for name, role in (("prof", "instructor"), ("alice", "student"), ("bob", "student"), ("tara", "ta"),
+                           ("victim", "student")):
             tokens[name] = create_user(s, name, role)[1]
+        other = create_course(s, "other", "Another course", "Europe/Berlin")
+        for name, role in (("oprof", "instructor"), ("ota", "ta"), ("olga", "student")):
+            tokens[name] = create_user(s, name, role, course=other)[1]
     return tokens
 
 
@@ -106,7 +115,8 @@ def env(tmp_path_factory):
         tokens = _seed_users(db_url)
         st.start_worker()
         with httpx.Client(base_url=st.base_url, timeout=60) as client:
-            yield Env(st, db_url, tokens["prof"], tokens["alice"], tokens["bob"], client)
+            yield Env(st, db_url, tokens["prof"], tokens["alice"], tokens["bob"], client,
+                      {k: v for k, v in tokens.items() if k not in ("prof", "alice", "bob")})
     finally:
         if st is not None:
             st.stop_all()

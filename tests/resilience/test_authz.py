@@ -1,6 +1,7 @@
-"""Authorization matrix over every operation in the service's OpenAPI schema: anonymous,
-another student, a student on instructor routes, guessed and revoked tokens; and the private
-leaderboard never reachable by a student before the deadline, error messages included."""
+"""Authorization matrix over every operation in the service's OpenAPI schema, for the three
+roles of a course (instructor, TA, student: the owner and another), the same roles of another
+course, and no token; guessed and revoked tokens; and the private leaderboard never reachable by a
+student before the deadline, error messages included."""
 
 from __future__ import annotations
 
@@ -17,20 +18,66 @@ from tests.service.helpers import auth
 
 pytestmark = [pytest.mark.resilience, pytest.mark.slow]
 
-PUBLIC = {("GET", "/api/v1/health")}
-INSTRUCTOR = {
-    ("POST", "/api/v1/tasks"), ("PATCH", "/api/v1/tasks/{task}"), ("GET", "/api/v1/tasks/{task}/submissions"),
-    ("POST", "/api/v1/tasks/{task}/rescore"), ("GET", "/api/v1/tasks/{task}/grades.csv"), ("POST", "/api/v1/users"),
-    ("POST", "/api/v1/users/{name}/tokens"), ("POST", "/api/v1/users/{name}/revoke"),
+# Who calls. In the task's course: its instructor, a TA, the student who owns the submission and
+# another student; in another course: its instructor, TA and a student; and nobody (no token).
+ACTORS = ("anonymous", "instructor", "ta", "owner", "student", "other instructor", "other ta", "other student")
+IN_COURSE = ("instructor", "ta", "owner", "student")
+OTHER_COURSE = ("other instructor", "other ta", "other student")
+
+# What each kind of operation answers each actor (`"2xx"`: any success). The course's objects do
+# not exist for another course (404, as another student's submission); a role too low in the
+# right course is 403. A route the matrix does not classify fails test_schema_lists...
+def _expect(kind: str) -> dict[str, object]:
+    own_staff = {"instructor": "2xx", "ta": "2xx"}
+    elsewhere = {a: 404 for a in OTHER_COURSE}
+    table: dict[str, dict[str, object]] = {
+        "public": {a: "2xx" for a in ACTORS},
+        # not tied to one course: every signed-in user, about themselves
+        "self": {**{a: "2xx" for a in ACTORS}, "anonymous": 401},
+        # a task of the course: its members
+        "member": {**{a: "2xx" for a in IN_COURSE}, **elsewhere, "anonymous": 401},
+        # staff of the task's course (instructor and TA)
+        "staff": {**own_staff, "owner": 403, "student": 403, **elsewhere, "anonymous": 401},
+        # the course's instructor only
+        "instructor": {"instructor": "2xx", "ta": 403, "owner": 403, "student": 403, **elsewhere, "anonymous": 401},
+        # a user of the caller's courses: only an instructor of every course that user is in
+        "user admin": {"instructor": "2xx", "ta": 404, "owner": 404, "student": 404, **elsewhere,
+                       "anonymous": 401},
+        # alice's submission: her, and the course's staff; not another student
+        "owned read": {**own_staff, "owner": "2xx", "student": 404, **elsewhere, "anonymous": 401},
+        # marking alice's submission final: her only (staff do not choose for students)
+        "owned write": {"instructor": 404, "ta": 404, "owner": "2xx", "student": 404, **elsewhere,
+                        "anonymous": 401},
+    }
+    return table[kind]
+
+
+OPERATIONS: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/health"): "public",
+    ("GET", "/api/v1/me"): "self",
+    ("GET", "/api/v1/tasks"): "self",
+    ("GET", "/api/v1/tasks/{task}"): "member",
+    ("GET", "/api/v1/tasks/{task}/leaderboard"): "member",
+    ("POST", "/api/v1/tasks/{task}/submissions"): "member",
+    ("GET", "/api/v1/me/submissions"): "member",
+    ("GET", "/api/v1/tasks/{task}/submissions"): "staff",
+    ("POST", "/api/v1/tasks/{task}/rescore"): "staff",
+    ("GET", "/api/v1/tasks/{task}/grades.csv"): "staff",
+    ("PATCH", "/api/v1/tasks/{task}"): "instructor",
+    ("POST", "/api/v1/tasks"): "instructor",
+    ("POST", "/api/v1/users"): "instructor",
+    ("POST", "/api/v1/users/{name}/tokens"): "user admin",
+    ("POST", "/api/v1/users/{name}/revoke"): "user admin",
+    ("GET", "/api/v1/submissions/{submission_id}"): "owned read",
+    ("GET", "/api/v1/me/submissions/diff"): "owned read",
+    ("POST", "/api/v1/submissions/{submission_id}/select"): "owned write",
 }
-ANY_USER = {
-    ("GET", "/api/v1/me"), ("GET", "/api/v1/me/submissions"), ("GET", "/api/v1/me/submissions/diff"),
-    ("GET", "/api/v1/tasks"), ("GET", "/api/v1/tasks/{task}"), ("GET", "/api/v1/tasks/{task}/leaderboard"),
-    ("POST", "/api/v1/tasks/{task}/submissions"), ("GET", "/api/v1/submissions/{submission_id}"),
-    ("POST", "/api/v1/submissions/{submission_id}/select"),
-}
-OWNED = {("GET", "/api/v1/submissions/{submission_id}"), ("POST", "/api/v1/submissions/{submission_id}/select"),
-         ("GET", "/api/v1/me/submissions/diff")}
+
+
+def _tokens(env) -> dict[str, str | None]:
+    o = env.others
+    return {"anonymous": None, "instructor": env.prof, "ta": o["tara"], "owner": env.alice, "student": env.bob,
+            "other instructor": o["oprof"], "other ta": o["ota"], "other student": o["olga"]}
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +94,22 @@ def course(env):
 
 
 def _call(env, method, path, task, sid, token):
-    url = (path.replace("{task}", task.name).replace("{submission_id}", str(sid)).replace("{name}", "bob"))
+    # {name} is a spare student of the course: revoking or replacing its tokens spoils no one's calls.
+    url = (path.replace("{task}", task.name).replace("{submission_id}", str(sid)).replace("{name}", "victim"))
     params = {}
     if path.endswith("/diff"):
         params = {"a": sid, "b": sid}
     elif path == "/api/v1/me/submissions":
         params = {"task": task.name}
+    elif path == "/api/v1/tasks" and method == "POST":
+        params = {"course": "default"}
     kw = {"headers": auth(token) if token else {}, "params": params}
     if method == "POST" and path.endswith("/submissions") and "{task}" in path:
         kw["files"] = {"file": ("p.csv", task.csv(0.5, 9))}
     elif path == "/api/v1/tasks" and method == "POST":
-        kw["json"] = {"yaml": task.yaml.replace(task.name, task.name + "x")}
+        kw["json"] = {"yaml": task.yaml.replace(f"name: {task.name}", f"name: {task.name}x{secrets.token_hex(2)}")}
     elif path == "/api/v1/users":
-        kw["json"] = {"name": f"u{secrets.token_hex(3)}", "role": "student"}
+        kw["json"] = {"name": f"u{secrets.token_hex(3)}", "role": "student", "course": "default"}
     elif method == "PATCH":
         kw["json"] = {"daily_limit": 50}
     return env.client.request(method, url, **kw)
@@ -69,29 +119,27 @@ def test_schema_lists_exactly_the_classified_operations(course):
     env, *_ = course
     schema = env.client.get("/api/v1/openapi.json").json()
     ops = {(m.upper(), p) for p, item in schema["paths"].items() for m in item}
-    assert ops == PUBLIC | INSTRUCTOR | ANY_USER, "classify new endpoints in this matrix"
+    assert ops == set(OPERATIONS), "classify new endpoints in this matrix"
 
 
 def test_matrix(course):
+    """Every operation × every actor: the status the rules give, an error envelope on refusals, and
+    no private score in anything a student or another course's user receives."""
     env, task, sid, private = course
+    tokens = _tokens(env)
     rows, problems = [], []
-    for method, path in sorted(PUBLIC | INSTRUCTOR | ANY_USER):
-        expected = {
-            "anonymous": 200 if (method, path) in PUBLIC else 401,
-            # bob is another student: alice's objects do not exist for him; instructor routes are 403
-            "other student": 403 if (method, path) in INSTRUCTOR else 404 if (method, path) in OWNED else "2xx",
-            "owner student": 403 if (method, path) in INSTRUCTOR else "2xx",
-        }
-        for who, token in (("anonymous", None), ("other student", env.bob), ("owner student", env.alice)):
+    for (method, path), kind in sorted(OPERATIONS.items()):
+        expected = _expect(kind)
+        for who in ACTORS:
+            token = tokens[who]
             r = _call(env, method, path, task, sid, token)
             want = expected[who]
             ok = (200 <= r.status_code < 300) if want == "2xx" else r.status_code == want
             if ok and r.status_code >= 400:
                 body = r.json()
                 ok = bool(body.get("detail")) and body.get("code") is not None
-            if who != "anonymous" and private is not None and token != env.prof:
-                # the private score must not leak through any student-visible body
-                ok = ok and repr(private) not in r.text
+            if who not in ("instructor", "ta") and private is not None:
+                ok = ok and repr(private) not in r.text  # no private score outside the course's staff
             rows.append((method, path, who, r.status_code, want, ok))
             if not ok:
                 problems.append(f"{who} {method} {path}: {r.status_code} (wanted {want}) {r.text[:200]}")
