@@ -179,8 +179,10 @@ class Client:
 
     def __init__(self, server: str, token: str | None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None, retries_on_unavailable: int = 3,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, course: str | None = None):
         self.retries_on_unavailable, self._sleep = retries_on_unavailable, sleep
+        # Sent with task names: needed only when a task name exists in several of the user's courses.
+        self.course = course or None
         base = server.rstrip("/")
         if "://" not in base:
             base = "http://" + base
@@ -236,8 +238,13 @@ class Client:
     def tasks(self) -> list[dict[str, Any]]:
         return _rows(self._request("GET", "/tasks"), "tasks")
 
+    def _in_course(self, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        if self.course is None:
+            return params
+        return {**(params or {}), "course": self.course}
+
     def task(self, name: str) -> dict[str, Any]:
-        return self._request("GET", f"/tasks/{name}")
+        return self._request("GET", f"/tasks/{name}", params=self._in_course())
 
     def submit(self, path: str | os.PathLike[str], task: str, note: str | None = None,
                progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -250,6 +257,7 @@ class Client:
             reader = _ProgressReader(fh, total, progress)
             files = {"file": (p.name, reader, "application/octet-stream")}
             return self._request("POST", f"/tasks/{task}/submissions", files=files, data=data,
+                                 params=self._in_course(),
                                  timeout=httpx.Timeout(30.0, write=None, read=120.0), rewind=lambda: reader.seek(0))
 
     def submission(self, submission_id: int | str) -> dict[str, Any]:
@@ -274,13 +282,14 @@ class Client:
             poll = min(poll * 1.5, max_poll)
 
     def history(self, task: str | None = None) -> list[dict[str, Any]]:
-        return _rows(self._request("GET", "/me/submissions", params={"task": task} if task else None), "submissions")
+        params = self._in_course({"task": task}) if task else None
+        return _rows(self._request("GET", "/me/submissions", params=params), "submissions")
 
     def diff(self, a: int | str, b: int | str) -> dict[str, Any]:
         return self._request("GET", "/me/submissions/diff", params={"a": a, "b": b})
 
     def leaderboard(self, task: str, board: str = "public") -> dict[str, Any]:
-        data = self._request("GET", f"/tasks/{task}/leaderboard", params={"board": board})
+        data = self._request("GET", f"/tasks/{task}/leaderboard", params=self._in_course({"board": board}))
         return {"rows": data} if isinstance(data, list) else data
 
     def select(self, submission_id: int | str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ never a traceback, with a documented exit code (docs/cli.md):
 
 from __future__ import annotations
 
+import os
+
 import json
 import sys
 from collections.abc import Callable
@@ -95,7 +97,7 @@ def _client(as_json: bool):  # -> grader_api.client.Client
         _die("no server configured: run `grade login --server URL` or set GRADE_SERVER", EXIT_UNREACHABLE, as_json)
     if not creds.token:
         _die("no token configured: run `grade login --server URL` or set GRADE_TOKEN", EXIT_UNREACHABLE, as_json)
-    return Client(creds.server, creds.token)
+    return Client(creds.server, creds.token, course=os.environ.get("GRADE_COURSE", "").strip() or None)
 
 
 def _fmt_score(v: Any, digits: int = 4) -> str:

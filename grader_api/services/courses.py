@@ -180,7 +180,7 @@ def resolve_task(session: Session, user: User | Member, name: str, course: str |
         slugs = ", ".join(session.scalars(sa.select(Course.slug).where(
             Course.id.in_([t.course_id for t in tasks])).order_by(Course.slug)))
         raise Conflict(f"task '{name}' exists in several of your courses ({slugs}); "
-                       "name the course (?course=<slug>, or --course with the CLI)", "ambiguous_task")
+                       "name the course (?course=<slug>; with the CLI, GRADE_COURSE=<slug>)", "ambiguous_task")
     member = member_of(session, user, tasks[0].course_id)
     assert member is not None  # the join above found the active enrollment
     return tasks[0], member
