@@ -37,7 +37,8 @@ class Factory:
              late_days: int = 0, daily_limit: int | None = None, final_rule: FinalRule = FinalRule.BEST_PUBLIC,
              final_count: int = 2, course: Course | None = None) -> Task:
         metric = "accuracy" if higher_is_better else "error_rate"
-        task = Task(course_id=(course or self.course()).id, name=name, title=name.title(), kind="classification", metric=metric,
+        task = Task(course_id=(course or self.course()).id, name=name, title=name.title(), kind="classification",
+                    metric=metric,
                     higher_is_better=higher_is_better,
                     spec={"name": name, "kind": "classification", "classes": ["cat", "dog"],
                           "accepts": ["predictions"]},
