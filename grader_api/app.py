@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: a token in a query string is refused before any route or page sees it.
     app.add_middleware(RefuseCredentialsInQuery)
 
-    from grader_api.routers import me, submissions, tasks, users
+    from grader_api.routers import courses, me, submissions, tasks, teams, users
 
     from grader_api.schemas import ErrorOut
 
@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok"}
 
-    for module in (me, tasks, submissions, users):
+    for module in (me, tasks, submissions, users, teams, courses):
         api.include_router(module.router)
     app.include_router(api)
     _include_web_pages(app)
@@ -118,9 +118,11 @@ def _include_web_pages(app: FastAPI) -> None:
     """The HTML pages live in grader_api.web (another module's job); mount them when present."""
     if importlib.util.find_spec("grader_api.web.pages") is None:
         return
-    from grader_api.web import pages
+    from grader_api.web import course_pages, pages, team_pages
 
     app.include_router(pages.router)
+    app.include_router(team_pages.router)
+    app.include_router(course_pages.router)
     static_dir = Path(pages.__file__).with_name("static")
     if static_dir.is_dir() and not any(getattr(r, "path", None) == "/static" for r in app.routes):
         from fastapi.staticfiles import StaticFiles

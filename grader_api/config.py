@@ -74,6 +74,10 @@ class Settings(BaseSettings):
 
     # --- web pages ------------------------------------------------------------------------
     secret_key: str | None = None          # signs browser sessions; default: a random key in <var_dir>
+    # The address students reach this server at (e.g. https://grader.example.edu), used in the
+    # sign-in links of invites.csv. Unset: the API uses the address the instructor's request came
+    # to, which behind a proxy may not be the public one.
+    public_url: str | None = None
 
     # --- demo ----------------------------------------------------------------------------
     demo: bool = False

@@ -67,3 +67,26 @@ class RateLimiter:
         except Exception:
             log.warning("rate-limit store unavailable; failed authentication not counted", exc_info=True)
 
+    # Sign-in links (/join/<code>): refused codes are counted per address like failed
+    # authentications, with a budget of the same size kept apart, so guessing codes and
+    # mistyping tokens do not use up each other's allowance.
+
+    def join_retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try a sign-in code again; None while it has failures left."""
+        item = self._auth_failures
+        try:
+            if self._limiter.test(item, "join-failure", client):
+                return None
+            reset = self._limiter.get_window_stats(item, "join-failure", client).reset_time
+        except Exception:
+            log.warning("rate-limit store unavailable; not throttling sign-in codes", exc_info=True)
+            return None
+        return max(1, math.ceil(reset - time.time()))
+
+    def count_join_failure(self, client: str) -> None:
+        """Count one refused sign-in code (unknown, used or expired) of `client`."""
+        try:
+            self._limiter.hit(self._auth_failures, "join-failure", client)
+        except Exception:
+            log.warning("rate-limit store unavailable; refused sign-in code not counted", exc_info=True)
+

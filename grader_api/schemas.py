@@ -212,3 +212,57 @@ class InstructorSubmissionRow(BaseModel):
 class RescoreOut(BaseModel):
     task: str
     requeued: int
+
+
+# --- teams -------------------------------------------------------------------------------
+
+class TeamCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=400,
+                      description="the team's name on the leaderboard: 3–40 characters, unique in the task "
+                                  "ignoring case (the display-name rules)")
+    members: list[str] | None = Field(None, max_length=100,
+                                      description="course staff only: login names of the students to put in "
+                                                  "the team (a student creating a team joins it themselves)")
+
+
+class TeamJoin(BaseModel):
+    code: str = Field(min_length=1, max_length=200, description="the join code a team member shared")
+
+
+class TeamPatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=400, description="a new name")
+    add: list[str] = Field([], max_length=100, description="login names of students to add (a student in "
+                                                           "another team of the task is moved from it)")
+    remove: list[str] = Field([], max_length=100, description="login names of members to remove")
+
+
+class TeamMemberOut(BaseModel):
+    display_name: str = Field(description="the name other students see")
+    login: str | None = Field(None, description="course staff only: the login name")
+    real_name: str | None = Field(None, description="course staff only: the name from the roster")
+    is_me: bool = False
+
+
+class TeamOut(BaseModel):
+    id: int
+    task: str
+    course: str = Field(description="slug of the task's course")
+    name: str
+    team_size: int = Field(description="the most members a team of this task may have")
+    members: list[TeamMemberOut]
+    join_code: str | None = Field(None, description="members and course staff only: share it with a "
+                                                    "teammate, who joins with POST /teams/join")
+    locked: bool = Field(description="a member's submission has been scored: members can no longer leave")
+
+
+class MyTeamOut(BaseModel):
+    task: str
+    course: str
+    team_size: int
+    team: TeamOut | None = Field(description="your team, or null when you submit alone")
+
+
+class TeamLeaveOut(BaseModel):
+    task: str
+    team: str = Field(description="the team you left")
+    dissolved: bool = Field(description="you were its last member: the team is gone")

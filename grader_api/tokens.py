@@ -43,6 +43,13 @@ def revoke_tokens(session: Session, user: User) -> int:
     return res.rowcount or 0
 
 
+def rotate_token(session: Session, user: User) -> tuple[str, int]:
+    """Revoke every token of `user` and issue one new one: (the new token, how many were revoked).
+    Browser sessions opened with an old token end with it."""
+    revoked = revoke_tokens(session, user)
+    return issue_token(session, user), revoked
+
+
 def _live(token: str) -> tuple[sa.ColumnElement[bool], ...]:
     return ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from grader_api.cli import offline, server, splits, student
+from grader_api.cli import account, offline, server, splits, student, team
 
 app = typer.Typer(
     name="grade",
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 
 student.register(app)   # login, submit, status, submissions, diff, leaderboard, tasks
+team.register(app)      # team create, join, show, leave
+account.register(app)   # courses, name set, token rotate
 offline.register(app)   # score
 splits.register(app)    # split import, split info
 server.register(app)    # serve, worker, admin ...

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -301,6 +302,87 @@ def revoke(name: str) -> None:
             typer.echo(f"revoked {do_revoke(s, name)} token(s) of '{name}'")
 
     _run(go)
+
+
+roster_admin = typer.Typer(help="Course rosters from the LMS.", no_args_is_help=True)
+admin.add_typer(roster_admin, name="roster")
+
+
+@roster_admin.command("import")
+def roster_import(course: str, roster_file: Path,
+                  invites: Annotated[Path | None, typer.Option(
+                      "--invites", help="also write invites.csv (student, email, one-time sign-in link) for "
+                                        "students who have not joined yet")] = None,
+                  base_url: Annotated[str | None, typer.Option(
+                      "--base-url", help="the address students open, e.g. https://grader.example.edu "
+                                         "(default: HELDOUT_PUBLIC_URL)")] = None) -> None:
+    """Import a roster into COURSE: a Canvas gradebook export, or name,email[,role][,section].
+    Prints what changed and every refused row with its line; importing the same file again
+    changes nothing."""
+    from grader_api.cli.safe_text import for_terminal
+    from grader_api.roster import DEFAULT_MAX_BYTES
+    from grader_api.services import invites as invite_service
+    from grader_api.services.courses import get_course
+    from grader_api.services.errors import InvalidInput
+    from grader_api.services.roster_import import import_roster, parse_roster_file
+
+    settings, db = _db()
+
+    def go():
+        base = base_url or settings.public_url
+        if invites is not None and not base:
+            raise InvalidInput("--invites needs the address students open: --base-url URL, or HELDOUT_PUBLIC_URL")
+        try:
+            with roster_file.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size > DEFAULT_MAX_BYTES:   # refused before it is read
+                    raise InvalidInput(f"roster: the file is {size / 2**20:.3g} MB; the limit is "
+                                       f"{DEFAULT_MAX_BYTES / 2**20:.3g} MB")
+                data = fh.read(DEFAULT_MAX_BYTES + 1)   # a pipe has no size: one byte over is enough
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {roster_file}: {exc.strerror or exc}") from None
+        parsed = parse_roster_file(data, roster_file.name)
+        with db.transaction() as s:
+            found = get_course(s, course)
+            result = import_roster(s, found, parsed, actor=None)
+            links = None
+            if invites is not None:
+                links = invite_service.issue_invites(s, found, base_url=base)
+                # Written before the commit: if the file cannot be written, the links it would
+                # hold are not stored either, and the earlier ones keep working.
+                try:
+                    _write_private(invites, invite_service.invites_csv(links))
+                except OSError as exc:
+                    raise InvalidInput(f"cannot write {invites}: {exc.strerror or exc}; nothing was imported") from None
+        typer.echo(f"{course}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
+                   f"{result.dropped} dropped, {len(result.refused)} refused ({result.format} roster)")
+        for row in result.refused:
+            typer.echo(f"line {row.line}: refused: {for_terminal(row.reason)}")
+        for row in result.skipped:
+            typer.echo(f"line {row.line}: skipped: {for_terminal(row.reason)}")
+        if result.dropped_logins:
+            typer.echo("dropped (kept, with their submissions): " + ", ".join(map(for_terminal, result.dropped_logins)))
+        if result.drops_withheld:
+            typer.echo(f"note: {result.drops_withheld}")
+        if links is not None:
+            typer.echo(f"wrote {len(links)} sign-in link(s) to {invites} (valid 14 days, one use each; "
+                       "earlier unused links of these students stopped working)")
+
+    _run(go)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` owner-only (its links sign people in), replacing it atomically."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @admin.command("add-task")

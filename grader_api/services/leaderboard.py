@@ -5,6 +5,10 @@ private-part score of the student's final submission(s), chosen by the task's ru
 (best public by default). Ties: the earlier submission ranks higher. Direction comes from
 the metric's `higher_is_better`. Only graded rows take part (scores never NaN: the worker
 stores None for undefined values).
+
+Teams: a team holds one row under its name, from the submissions of its current (active)
+members taken together; a student of a team task without a team holds a row of their own.
+The grade export keeps one row per student, with their team's figures.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from grader_api.models import Enrollment, EnrollmentStatus, FinalRule, Role, Submission, SubmissionStatus, Task, User
 from grader_api.schemas import Leaderboard, LeaderboardRow
+from grader_api.services import teams as team_service
 from grader_api.services.courses import Member
 from grader_api.services.errors import InvalidInput, PrivateHidden
 from grader_api.services.submissions import can_see_private
@@ -80,10 +85,10 @@ class _Person:
     real_name: str
 
 
-def _entries_by_user(session: Session, task: Task,
+def _entries_by_user(session: Session, task: Task, also: list[int] | None = None,
                      ) -> tuple[dict[int, list[_Entry]], dict[int, _Person], dict[int, int]]:
     """Scored entries, people and entry counts of the course's active members (a dropped student's
-    submissions are kept but leave the boards)."""
+    submissions are kept but leave the boards); `also`: more users to name (team members)."""
     # Rows with a public score: scored ones, and ones being rescored (old scores stand until replaced).
     rows = session.execute(
         sa.select(Submission.id, Submission.user_id, Submission.created_at,
@@ -103,7 +108,7 @@ def _entries_by_user(session: Session, task: Task,
     people = {uid: _Person(login, display, full or login) for uid, login, display, full in session.execute(
         sa.select(User.id, User.name, Enrollment.display_name, User.full_name)
         .join(Enrollment, Enrollment.user_id == User.id)
-        .where(User.id.in_(list(counts) or [-1]), Enrollment.course_id == task.course_id,
+        .where(User.id.in_([*counts, *(also or [])] or [-1]), Enrollment.course_id == task.course_id,
                Enrollment.status == EnrollmentStatus.ACTIVE)).all()}
     return ({uid: e for uid, e in by_user.items() if uid in people}, people,
             {uid: n for uid, n in counts.items() if uid in people})
@@ -122,6 +127,29 @@ class Standing:
     entries: int
     submission_id: int
     submitted_at: datetime
+    member_ids: tuple[int, ...] = ()   # whose row it is: the student, or the team's members
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class _Competitor:
+    """Who holds one row: a student alone, or a team (its active members)."""
+
+    order: tuple[int, int]          # (0, user id) alone, (1, team id) a team: a stable tie-break
+    member_ids: tuple[int, ...]
+    team: str | None
+
+
+def _competitors(session: Session, task: Task,
+                 ) -> tuple[list[_Competitor], dict[int, list[_Entry]], dict[int, _Person], dict[int, int]]:
+    """Every student's or team's row holder with the entries, people and counts behind them."""
+    teams = team_service.teams_of_task(session, task)
+    by_user, people, counts = _entries_by_user(session, task, [uid for t in teams for uid in t.member_ids])
+    in_team = {uid for t in teams for uid in t.member_ids}
+    found = [_Competitor((1, t.id), tuple(uid for uid in t.member_ids if uid in people), t.name) for t in teams]
+    found = [c for c in found if any(uid in by_user for uid in c.member_ids)]
+    found += [_Competitor((0, uid), (uid,), None) for uid in by_user if uid not in in_team]
+    return found, by_user, people, counts
 
 
 def _board(board: str) -> Literal["public", "private"]:
@@ -139,21 +167,34 @@ def standings(session: Session, task: Task, board: str) -> list[Standing]:
     ids of other students' submissions are not for students).
     """
     _board(board)
-    by_user, people, counts = _entries_by_user(session, task)
+    competitors, by_user, people, counts = _competitors(session, task)
     ranked = []
-    for user_id, entries in by_user.items():
+    for who in competitors:
+        entries = [e for uid in who.member_ids for e in by_user.get(uid, [])]
         chosen = _best(task, entries, "public") if board == "public" else _graded(task, entries)
         if chosen is None:
             continue
         score = chosen.public if board == "public" else chosen.private
         if score is None:  # not reached: _best picks only entries with that score
             continue
-        ranked.append((_ranking_key(task, score, chosen), user_id, chosen, score))
+        ranked.append((_ranking_key(task, score, chosen), who.order, who, chosen, score))
     ranked.sort(key=lambda t: (t[0], t[1]))
-    return [Standing(rank=rank, user_id=user_id, user=people[user_id].login,
-                     display_name=people[user_id].display_name, real_name=people[user_id].real_name, score=score,
-                     entries=counts.get(user_id, 0), submission_id=chosen.id, submitted_at=chosen.created_at)
-            for rank, (_key, user_id, chosen, score) in enumerate(ranked, start=1)]
+    return [_standing(rank, who, chosen, score, people, counts)
+            for rank, (_key, _order, who, chosen, score) in enumerate(ranked, start=1)]
+
+
+def _standing(rank: int, who: _Competitor, chosen: _Entry, score: float, people: dict[int, _Person],
+              counts: dict[int, int]) -> Standing:
+    entries = sum(counts.get(uid, 0) for uid in who.member_ids)
+    if who.team is None:
+        person = people[chosen.user_id]
+        login, display, real = person.login, person.display_name, person.real_name
+    else:  # the team's name for everyone; staff see the members' real names next to it
+        login = display = who.team
+        real = ", ".join(people[uid].real_name for uid in who.member_ids)
+    return Standing(rank=rank, user_id=chosen.user_id, user=login, display_name=display, real_name=real,
+                    score=score, entries=entries, submission_id=chosen.id, submitted_at=chosen.created_at,
+                    member_ids=who.member_ids, team=who.team)
 
 
 def leaderboard(session: Session, task: Task, board: str, viewer: Member, now: datetime | None = None) -> Leaderboard:
@@ -165,12 +206,12 @@ def leaderboard(session: Session, task: Task, board: str, viewer: Member, now: d
         raise PrivateHidden("the private leaderboard is shown after the task closes")
 
     def shown_id(s: Standing) -> int | None:
-        return s.submission_id if viewer.is_staff or viewer.id == s.user_id else None
+        return s.submission_id if viewer.is_staff or viewer.id in s.member_ids else None
 
     staff = viewer.is_staff
     rows = [LeaderboardRow(rank=s.rank, user=s.user if staff else s.display_name, display_name=s.display_name,
                            real_name=s.real_name if staff else None, score=s.score, entries=s.entries,
-                           submitted_at=s.submitted_at, submission_id=shown_id(s), is_me=viewer.id == s.user_id)
+                           submitted_at=s.submitted_at, submission_id=shown_id(s), is_me=viewer.id in s.member_ids)
             for s in standings(session, task, which)]
     return Leaderboard(task=task.name, board=which, metric=task.metric, higher_is_better=task.higher_is_better,
                        rows=rows)
@@ -196,16 +237,18 @@ def grade_rows(session: Session, task: Task) -> list[GradeRow]:
 
     best_public: the best public-part score; best_private: the private-part score of the
     final submission(s) (the private board's score); points and late days used: of that
-    graded submission.
+    graded submission. A team's members each get the team's figures (submissions: the team's).
     """
-    by_user, _names, counts = _entries_by_user(session, task)
+    by_user, _names, counts = _entries_by_user(session, task)   # active members only
+    team_of = {uid: team.member_ids for team in team_service.teams_of_task(session, task) for uid in team.member_ids}
     students = session.execute(
         sa.select(User.id, User.name).join(Enrollment, Enrollment.user_id == User.id)
         .where(Enrollment.course_id == task.course_id, Enrollment.role == Role.STUDENT,
                Enrollment.status == EnrollmentStatus.ACTIVE).order_by(User.name)).all()
     rows = []
     for user_id, name in students:
-        entries = by_user.get(user_id, [])
+        holders = team_of.get(user_id, (user_id,))
+        entries = [e for uid in holders for e in by_user.get(uid, [])]
         best_public = _best(task, entries, "public")
         graded = _graded(task, entries)
         rows.append(GradeRow(
@@ -214,7 +257,7 @@ def grade_rows(session: Session, task: Task) -> list[GradeRow]:
             best_private=graded.private if graded else None,
             points=graded.points if graded else None,
             late_days_used=graded.late_days_used if graded else 0,
-            submissions=counts.get(user_id, 0),
+            submissions=sum(counts.get(uid, 0) for uid in holders),
         ))
     return rows
 

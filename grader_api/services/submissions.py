@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from grader_api.db import lock_row
 from grader_api.lifecycle.outbox import OutboxRelay
@@ -17,6 +17,7 @@ from grader_api.lifecycle.split_cache import load_split_cached
 from grader_api.models import Enrollment, Submission, SubmissionKind, SubmissionStatus, Task, User, utcnow
 from grader_api.schemas import HistoryRow, InstructorSubmissionRow, SubmissionOut
 from grader_api.services import tasks as task_service
+from grader_api.services import teams as team_service
 from grader_api.services.courses import Member, member_of
 from grader_api.services.errors import (
     DifferentTasks,
@@ -114,11 +115,12 @@ def record_upload(session: Session, *, relay: OutboxRelay, storage: LocalStorage
     """
     now = utcnow()
     arrived_at = arrived_at or now
-    # Re-check under a lock on the user: two parallel uploads cannot both take the last
-    # submission of the day.
+    # Re-check under a lock on the user, then on their team: two parallel uploads (also by two
+    # members of one team) cannot both take the last submission of the day.
     lock_row(session, sa.inspect(User).columns.id, user.id)
     if token is not None:
         _require_live_token(session, user, token)
+    team_service.lock_team_of(session, task, user.id)
     window = task_service.check_window(task, arrived_at)
     task_service.check_daily_limit(session, task, user, arrived_at)
 
@@ -171,11 +173,14 @@ def _validate_predictions(path: Path, spec, data_root: Path, display: str | None
 # --- access ------------------------------------------------------------------------------
 
 def get_visible(session: Session, submission_id: int, user: User | Member) -> tuple[Submission, Member]:
-    """The submission if `user` may see it (their own, or any in a course they are staff of), with
-    the user's membership of its course; not found otherwise (existence is not revealed)."""
+    """The submission if `user` may see it (their own or a teammate's, or any in a course they are
+    staff of), with the user's membership of its course; not found otherwise (existence is not
+    revealed). Teams are as they are now: a member moved away takes their submissions along."""
     sub = session.get(Submission, submission_id)
     member = member_of(session, user, sub.task.course_id) if sub is not None else None
-    if sub is None or member is None or (not member.is_staff and sub.user_id != user.id):
+    if sub is None or member is None or not (
+            member.is_staff or sub.user_id == user.id
+            or sub.user_id in team_service.teammate_ids(session, sub.task, user.id)):
         raise NotFound(f"submission {submission_id}")
     return sub, member
 
@@ -218,7 +223,7 @@ def submission_view(sub: Submission, viewer: Member, now: datetime | None = None
     private_ok = can_see_private(task, viewer, now)
     scored = sub.status == SubmissionStatus.SCORED
     return SubmissionOut(
-        id=sub.id, task=task.name, course=viewer.course_slug, user=sub.user.name, kind=sub.kind.value,
+        id=sub.id, task=task.name, course=viewer.course_slug, user=_author(sub, viewer), kind=sub.kind.value,
         status=sub.status.value, error=sub.error, error_code=sub.error_code,
         note=sub.note, filename=sub.filename, size=sub.file_size,
         late=sub.late, late_days_used=sub.late_days_used, selected=sub.selected,
@@ -238,16 +243,28 @@ def submission_view(sub: Submission, viewer: Member, now: datetime | None = None
     )
 
 
+def _author(sub: Submission, viewer: Member) -> str:
+    """Who submitted it, as the viewer may know them: staff and the author see the login name,
+    a teammate sees the author's display name only."""
+    if viewer.is_staff or sub.user_id == viewer.id:
+        return sub.user.name
+    session = object_session(sub)
+    display = session.scalar(sa.select(Enrollment.display_name).where(
+        Enrollment.user_id == sub.user_id, Enrollment.course_id == sub.task.course_id)) if session else None
+    return display or "a teammate"
+
+
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
 def history(session: Session, task: Task, user: User, now: datetime | None = None) -> list[HistoryRow]:
-    """The caller's own submissions to `task`, oldest first, each with the change in public
-    score from the previous scored one (the ablation table)."""
+    """The caller's own submissions to `task` (their whole team's when they have one), oldest
+    first, each with the change in public score from the previous scored one (the ablation table)."""
     private_ok = task.private_revealed(now)  # own history: the private part after the reveal only
+    authors = team_service.teammate_ids(session, task, user.id)
     subs = session.scalars(
-        sa.select(Submission).where(Submission.task_id == task.id, Submission.user_id == user.id)
+        sa.select(Submission).where(Submission.task_id == task.id, Submission.user_id.in_(authors))
         .order_by(Submission.created_at, Submission.id)
     ).all()
     rows: list[HistoryRow] = []
@@ -331,14 +348,16 @@ def _is_num_or_none(v) -> bool:
 
 
 def set_selected(session: Session, sub: Submission, user: User, selected: bool) -> Submission:
-    """Mark (or unmark) one of the caller's submissions as final, while the task is open.
+    """Mark (or unmark) one of the caller's submissions, or their team's, as final, while the
+    task is open. A team makes one choice: any member may mark or unmark any member's.
 
-    Runs under the per-user lock uploads take, so parallel calls see each other's marks and
-    cannot together exceed `final_count`.
+    Runs under the per-user and per-team locks uploads take, so parallel calls see each other's
+    marks and cannot together exceed `final_count`.
     """
-    if sub.user_id != user.id:
+    if sub.user_id not in team_service.teammate_ids(session, sub.task, user.id):
         raise NotFound(f"submission {sub.id}")  # instructors do not choose for students
     lock_row(session, sa.inspect(User).columns.id, user.id)
+    team_service.lock_team_of(session, sub.task, user.id)
     session.refresh(sub)  # the row as it is now that no other call of this user can change it
     now = utcnow()
     check_selection_open(sub.task, now)
@@ -362,10 +381,13 @@ def check_selection_open(task: Task, now: datetime) -> None:
 
 
 def check_final_count(session: Session, task: Task, user: User) -> None:
+    """Refuse one more mark past `final_count`: the user's marks, or their whole team's."""
+    team, holders = team_service.quota_holders(session, task, user.id)
     count = session.scalar(sa.select(sa.func.count(Submission.id)).where(
-        Submission.task_id == task.id, Submission.user_id == user.id, Submission.selected.is_(True))) or 0
+        Submission.task_id == task.id, Submission.user_id.in_(holders), Submission.selected.is_(True))) or 0
     if count >= task.final_count:
-        raise TooManySelected(f"at most {task.final_count} final submission(s) per task; unselect one first")
+        whose = f" (team '{team.name}' shares them)" if team is not None else ""
+        raise TooManySelected(f"at most {task.final_count} final submission(s) per task{whose}; unselect one first")
 
 
 # --- instructor ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from grader_api.models import Course, FinalRule, Submission, SubmissionStatus, T
 from grader_api.schemas import TaskDetail, TaskSummary
 from grader_api.services.courses import Member
 from grader_api.services.errors import Conflict, DailyLimitReached, InvalidTask, NotFound, TaskClosed
+from grader_api.services.teams import quota_holders
 from scoring.errors import SplitError, TaskFileError
 from scoring.types import TaskSpec
 
@@ -207,10 +208,14 @@ def utc_day_start(now: datetime) -> datetime:
 
 def used_today(session: Session, task: Task, user: User | Member, now: datetime) -> int:
     """Submissions that count against the daily limit: this UTC day, not failed, or failed in a
-    way that held a grader (COUNTED_FAILURE_CODES)."""
+    way that held a grader (COUNTED_FAILURE_CODES); the whole team's when the user has one."""
+    return _used_today_by(session, task, quota_holders(session, task, user.id)[1], now)
+
+
+def _used_today_by(session: Session, task: Task, user_ids: list[int], now: datetime) -> int:
     return session.scalar(
         sa.select(sa.func.count(Submission.id)).where(
-            Submission.task_id == task.id, Submission.user_id == user.id,
+            Submission.task_id == task.id, Submission.user_id.in_(user_ids),
             Submission.created_at >= utc_day_start(now),
             sa.or_(Submission.status != SubmissionStatus.FAILED,
                    Submission.error_code.in_(COUNTED_FAILURE_CODES)),
@@ -231,7 +236,10 @@ class Window:
 
 
 def check_window(task: Task, now: datetime) -> Window:
-    """Raise when the task no longer accepts submissions; say whether this one is late."""
+    """Raise when the task no longer accepts submissions; say whether this one is late.
+
+    Late days are task-wide today, so a team has the same as each of its members. Per-student
+    extensions would hook in here, with the team's being its most generous member's."""
     deadline, closes = task.deadline, task.closes_at
     if deadline is None or closes is None or now <= deadline:
         return Window(False, 0)
@@ -244,13 +252,16 @@ def check_window(task: Task, now: datetime) -> Window:
 
 
 def check_daily_limit(session: Session, task: Task, user: User | Member, now: datetime) -> None:
+    """Refuse when the day's submissions are used up: the user's, or their whole team's."""
     if task.daily_limit is None:
         return
-    used = used_today(session, task, user, now)
+    team, holders = quota_holders(session, task, user.id)
+    used = _used_today_by(session, task, holders, now)
     if used >= task.daily_limit:
         reset = utc_day_start(now) + timedelta(days=1)
+        whose = f" for team '{team.name}'" if team is not None else ""
         raise DailyLimitReached(f"daily limit reached: {used} of {task.daily_limit} submissions for "
-                                f"'{task.name}' today (UTC; failed submissions do not count unless they held a "
+                                f"'{task.name}' today{whose} (UTC; failed submissions do not count unless they held a "
                                 f"grader: a model run, or a run stopped by the grading time limit); the limit "
                                 f"resets at {reset.isoformat()}",
                                 retry_after_s=max(1, int((reset - now).total_seconds())))
@@ -295,7 +306,7 @@ def list_tasks(session: Session, user: User | Member, now: datetime | None = Non
     """The tasks of every course the user is actively enrolled in, by course, then name."""
     from grader_api.services.courses import memberships
 
-    rows = []
+    rows: list[TaskSummary] = []
     for member in memberships(session, user):
         tasks = session.scalars(sa.select(Task).where(Task.course_id == member.course_id).order_by(Task.name))
         rows.extend(task_summary(session, t, member, now) for t in tasks)

@@ -56,6 +56,7 @@ def _viewer(request: Request, session) -> Viewer:
 
 def _staff_task(session, v: Viewer, name: str, course: str | None) -> tuple[Task, Member]:
     """The task and the viewer's membership, refused unless the viewer is staff of its course."""
+    assert v.user is not None  # the pages send anonymous visitors to the log-in first
     task, member = resolve_task(session, v.user, name, course)
     return task, require_staff(member)
 

@@ -48,6 +48,11 @@ def _expect(kind: str) -> dict[str, object]:
         # marking alice's submission final: her only (staff do not choose for students)
         "owned write": {"instructor": 404, "ta": 404, "owner": "2xx", "student": 404, **elsewhere,
                         "anonymous": 401},
+        # leaving a team: alice is in one; nobody else of the course is (404: no team to leave)
+        "team leave": {"instructor": 404, "ta": 404, "owner": "2xx", "student": 404, **elsewhere,
+                       "anonymous": 401},
+        # a join code that belongs to no team: the same 404 for everyone signed in
+        "wrong join code": {**{a: 404 for a in ACTORS}, "anonymous": 401},
     }
     return table[kind]
 
@@ -71,6 +76,14 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/submissions/{submission_id}"): "owned read",
     ("GET", "/api/v1/me/submissions/diff"): "owned read",
     ("POST", "/api/v1/submissions/{submission_id}/select"): "owned write",
+    # teams, on a task with team_size 2 (alice starts in a team of her own)
+    ("POST", "/api/v1/tasks/{task}/teams"): "member",
+    ("GET", "/api/v1/tasks/{task}/team"): "member",
+    ("POST", "/api/v1/tasks/{task}/team/leave"): "team leave",
+    ("GET", "/api/v1/tasks/{task}/teams"): "staff",
+    ("PATCH", "/api/v1/teams/{team_id}"): "staff",
+    ("DELETE", "/api/v1/teams/{team_id}"): "staff",
+    ("POST", "/api/v1/teams/join"): "wrong join code",
 }
 
 
@@ -90,10 +103,24 @@ def course(env):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     private = env.client.get(f"/api/v1/submissions/{sid}", headers=auth(env.prof)).json()["private_score"]
+    team_task = make_task(env.client, env.prof, env.data_root, n=200, k=4, prefix="authzteam", extra="team_size: 2\n")
+    r = env.client.post(f"/api/v1/tasks/{team_task.name}/teams", json={"name": "alices-team"}, headers=auth(env.alice))
+    assert r.status_code == 201, r.text
+    task.team_task = team_task
     return env, task, sid, private
 
 
+def _staff_team(env, team_task) -> int:
+    """A new empty team made by the course's instructor (one per PATCH or DELETE call)."""
+    r = env.client.post(f"/api/v1/tasks/{team_task.name}/teams", json={"name": f"t-{secrets.token_hex(4)}"},
+                        headers=auth(env.prof))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 def _call(env, method, path, task, sid, token):
+    if "/team" in path:
+        return _team_call(env, method, path, task.team_task, token)
     # {name} is a spare student of the course: revoking or replacing its tokens spoils no one's calls.
     url = (path.replace("{task}", task.name).replace("{submission_id}", str(sid)).replace("{name}", "victim"))
     params = {}
@@ -112,6 +139,20 @@ def _call(env, method, path, task, sid, token):
         kw["json"] = {"name": f"u{secrets.token_hex(3)}", "role": "student", "course": "default"}
     elif method == "PATCH":
         kw["json"] = {"daily_limit": 50}
+    return env.client.request(method, url, **kw)
+
+
+def _team_call(env, method, path, team_task, token):
+    url = path.replace("{task}", team_task.name)
+    if "{team_id}" in path:
+        url = url.replace("{team_id}", str(_staff_team(env, team_task)))
+    kw: dict = {"headers": auth(token) if token else {}}
+    if path.endswith("/teams") and method == "POST":
+        kw["json"] = {"name": f"n-{secrets.token_hex(4)}"}
+    elif path.endswith("/join"):
+        kw["json"] = {"code": secrets.token_urlsafe(16)}
+    elif method == "PATCH":
+        kw["json"] = {"name": f"r-{secrets.token_hex(4)}"}
     return env.client.request(method, url, **kw)
 
 
