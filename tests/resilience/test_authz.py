@@ -53,6 +53,11 @@ def _expect(kind: str) -> dict[str, object]:
                        "anonymous": 401},
         # a join code that belongs to no team: the same 404 for everyone signed in
         "wrong join code": {**{a: 404 for a in ACTORS}, "anonymous": 401},
+        # an empty roster file: the instructor gets past the checks and is told what is wrong with it
+        "roster upload": {"instructor": "refused", "ta": 403, "owner": 403, "student": 403, **elsewhere,
+                          "anonymous": 401},
+        # course-level routes (the course is in the path): another course's users do not see it either
+        "course member": {**{a: "2xx" for a in IN_COURSE}, **elsewhere, "anonymous": 401},
     }
     return table[kind]
 
@@ -84,7 +89,20 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("PATCH", "/api/v1/teams/{team_id}"): "staff",
     ("DELETE", "/api/v1/teams/{team_id}"): "staff",
     ("POST", "/api/v1/teams/join"): "wrong join code",
+    # the course's roster, members and invites; one's own display name and token
+    ("POST", "/api/v1/courses/{course}/roster"): "roster upload",
+    ("GET", "/api/v1/courses/{course}/roster"): "staff",
+    ("PATCH", "/api/v1/courses/{course}/members/{login}"): "instructor",
+    ("POST", "/api/v1/courses/{course}/invites"): "instructor",
+    ("PUT", "/api/v1/courses/{course}/me/display-name"): "course member",
+    ("POST", "/api/v1/me/token/rotate"): "self",
 }
+
+# Rotating a token revokes the caller's others: each actor rotates the token of a fresh user with
+# the same role in the same course (made by that course's instructor), never its own.
+_ROTATE_AS = {"instructor": ("default", "instructor"), "ta": ("default", "ta"), "owner": ("default", "student"),
+              "student": ("default", "student"), "other instructor": ("other", "instructor"),
+              "other ta": ("other", "ta"), "other student": ("other", "student")}
 
 
 def _tokens(env) -> dict[str, str | None]:
@@ -118,7 +136,18 @@ def _staff_team(env, team_task) -> int:
     return r.json()["id"]
 
 
+def _stand_in(env, who: str) -> str:
+    course, role = _ROTATE_AS[who]
+    maker = env.prof if course == "default" else env.others["oprof"]
+    r = env.client.post("/api/v1/users", json={"name": f"r{secrets.token_hex(4)}", "role": role, "course": course},
+                        headers=auth(maker))
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
 def _call(env, method, path, task, sid, token):
+    if "/courses/" in path:
+        return _course_call(env, method, path, token)
     if "/team" in path:
         return _team_call(env, method, path, task.team_task, token)
     # {name} is a spare student of the course: revoking or replacing its tokens spoils no one's calls.
@@ -139,6 +168,18 @@ def _call(env, method, path, task, sid, token):
         kw["json"] = {"name": f"u{secrets.token_hex(3)}", "role": "student", "course": "default"}
     elif method == "PATCH":
         kw["json"] = {"daily_limit": 50}
+    return env.client.request(method, url, **kw)
+
+
+def _course_call(env, method, path, token):
+    url = path.replace("{course}", "default").replace("{login}", "victim")
+    kw: dict = {"headers": auth(token) if token else {}}
+    if path.endswith("/roster") and method == "POST":
+        kw.update(content=b"", headers={**kw["headers"], "Content-Type": "text/csv"})
+    elif path.endswith("/display-name"):
+        kw["json"] = {"display_name": f"shown-{secrets.token_hex(4)}"}
+    elif method == "PATCH":
+        kw["json"] = {"section": f"S{secrets.randbelow(9)}"}
     return env.client.request(method, url, **kw)
 
 
@@ -173,9 +214,16 @@ def test_matrix(course):
         expected = _expect(kind)
         for who in ACTORS:
             token = tokens[who]
+            if path == "/api/v1/me/token/rotate" and token is not None:
+                token = _stand_in(env, who)
             r = _call(env, method, path, task, sid, token)
             want = expected[who]
-            ok = (200 <= r.status_code < 300) if want == "2xx" else r.status_code == want
+            if want == "2xx":
+                ok = 200 <= r.status_code < 300
+            elif want == "refused":  # a 4xx about the request itself, past authentication and roles
+                ok = 400 <= r.status_code < 500 and r.status_code not in (401, 403, 404)
+            else:
+                ok = r.status_code == want
             if ok and r.status_code >= 400:
                 body = r.json()
                 ok = bool(body.get("detail")) and body.get("code") is not None
