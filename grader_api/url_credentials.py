@@ -65,10 +65,14 @@ class RedactCredentialsInUrls(logging.Filter):
 
 
 _QUERY = re.compile(r"\?([^\s\"'<>]*)")
+# A one-time sign-in link carries its code in the path (/join/<code>): a credential until used.
+_JOIN_CODE = re.compile(r"(/join/)[^\s\"'<>/?]+")
 
 
 def redact_url(text: str) -> str:
-    """`text` with every query string that carries a credential replaced by `?[redacted]`."""
+    """`text` with every query string that carries a credential replaced by `?[redacted]`, and
+    every sign-in code in a /join/ path by `[redacted]`."""
+    text = _JOIN_CODE.sub(lambda m: m.group(1) + REDACTED, text)
     return _QUERY.sub(lambda m: f"?{REDACTED}" if credential_names(m.group(1)) else m.group(0), text)
 
 
