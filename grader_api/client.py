@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from urllib.parse import quote
+
 import httpx
 
 API_PREFIX = "/api/v1"
@@ -291,6 +293,30 @@ class Client:
     def leaderboard(self, task: str, board: str = "public") -> dict[str, Any]:
         data = self._request("GET", f"/tasks/{task}/leaderboard", params=self._in_course({"board": board}))
         return {"rows": data} if isinstance(data, list) else data
+
+    # -- teams and account -------------------------------------------------------------------
+
+    def _course_params(self, course: str | None) -> dict[str, Any] | None:
+        return {"course": course} if course else self._in_course()
+
+    def create_team(self, task: str, name: str, course: str | None = None) -> dict[str, Any]:
+        return self._request("POST", f"/tasks/{task}/teams", json={"name": name}, params=self._course_params(course))
+
+    def join_team(self, code: str) -> dict[str, Any]:
+        return self._request("POST", "/teams/join", json={"code": code})
+
+    def my_team(self, task: str, course: str | None = None) -> dict[str, Any]:
+        return self._request("GET", f"/tasks/{task}/team", params=self._course_params(course))
+
+    def leave_team(self, task: str, course: str | None = None) -> dict[str, Any]:
+        return self._request("POST", f"/tasks/{task}/team/leave", params=self._course_params(course))
+
+    def set_display_name(self, course: str, name: str) -> dict[str, Any]:
+        return self._request("PUT", f"/courses/{quote(course, safe='')}/me/display-name", json={"display_name": name})
+
+    def rotate_token(self) -> dict[str, Any]:
+        """A new token for the caller; every earlier one (this client's too) stops working."""
+        return self._request("POST", "/me/token/rotate")
 
     def select(self, submission_id: int | str) -> dict[str, Any]:
         return self._request("POST", f"/submissions/{submission_id}/select")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -63,9 +62,7 @@ def set_name(name: Annotated[str, typer.Argument(help="3–40 characters, unique
     def body() -> None:
         with _client(as_json) as c:
             slug = course or _only_course(c, as_json)
-            # The client has no method for this route yet: its request helper speaks the API's envelope.
-            out: dict[str, Any] = c._request("PUT", f"/courses/{quote(slug, safe='')}/me/display-name",
-                                             json={"display_name": name})
+            out: dict[str, Any] = c.set_display_name(slug, name)
         if as_json:
             _emit_json(out)
         else:
@@ -92,7 +89,7 @@ def rotate(show: Annotated[bool, typer.Option("--show", help="Also print the new
 
     def body() -> None:
         with _client(as_json) as c:
-            out: dict[str, Any] = c._request("POST", "/me/token/rotate")
+            out: dict[str, Any] = c.rotate_token()
         token = str(out.get("token") or "")
         try:
             path = config_store.save(creds.server or "", token)

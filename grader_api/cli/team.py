@@ -22,29 +22,6 @@ CourseOpt = Annotated[str | None, typer.Option("--course", help="Course slug (wh
                                                                 "of your courses).")]
 
 
-def _params(course: str | None) -> dict[str, str] | None:
-    return {"course": course} if course else None
-
-
-# The API calls of these commands (the Client's own request helper: one place for retries,
-# error mapping and the JSON check).
-
-def _create(c, task: str, name: str, course: str | None) -> dict[str, Any]:
-    return c._request("POST", f"/tasks/{task}/teams", json={"name": name}, params=_params(course))
-
-
-def _join(c, code: str) -> dict[str, Any]:
-    return c._request("POST", "/teams/join", json={"code": code})
-
-
-def _show(c, task: str, course: str | None) -> dict[str, Any]:
-    return c._request("GET", f"/tasks/{task}/team", params=_params(course))
-
-
-def _leave(c, task: str, course: str | None) -> dict[str, Any]:
-    return c._request("POST", f"/tasks/{task}/team/leave", params=_params(course))
-
-
 def _print_team(team: dict[str, Any], *, heading: str) -> None:
     out = common._console()
     out.print(f"[bold]{for_rich(heading)}[/] · team [bold]{for_rich(team.get('name'))}[/] · "
@@ -66,7 +43,7 @@ def create(task: TaskOpt, name: Annotated[str, typer.Option("--name", "-n", help
     """Create a team for TASK and join it; prints the join code to share with your teammates."""
     def body() -> None:
         with common._client(as_json) as c:
-            team = _create(c, task, name, course)
+            team = c.create_team(task, name, course)
         if as_json:
             common._emit_json(team)
             return
@@ -81,7 +58,7 @@ def join(code: Annotated[str, typer.Argument(help="The join code a team member s
     """Join the team whose join code a member shared with you."""
     def body() -> None:
         with common._client(as_json) as c:
-            team = _join(c, code)
+            team = c.join_team(code)
         if as_json:
             common._emit_json(team)
             return
@@ -95,7 +72,7 @@ def show(task: TaskOpt, course: CourseOpt = None, as_json: common.JsonOpt = Fals
     """Your team for TASK: its members (by display name) and its join code."""
     def body() -> None:
         with common._client(as_json) as c:
-            mine = _show(c, task, course)
+            mine = c.my_team(task, course)
         if as_json:
             common._emit_json(mine)
             return
@@ -116,7 +93,7 @@ def leave(task: TaskOpt, course: CourseOpt = None, as_json: common.JsonOpt = Fal
     """Leave your team for TASK (refused once the team has a scored submission)."""
     def body() -> None:
         with common._client(as_json) as c:
-            out = _leave(c, task, course)
+            out = c.leave_team(task, course)
         if as_json:
             common._emit_json(out)
             return
