@@ -19,6 +19,7 @@ from grader_api.auth import CurrentUser
 from grader_api.errors import ApiError
 from grader_api.models import User
 from grader_api.roster import DEFAULT_MAX_BYTES
+from grader_api.routers.csv_response import CSV_ROUTE_ERRORS, CsvResponse
 from grader_api.routers.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from grader_api.routers.multipart import receive_upload
 from grader_api.schemas import ErrorOut, RoleName
@@ -209,21 +210,9 @@ def update_member(body: MemberPatch, user: CurrentUser, session: SessionDep, cou
     return _member_out(entry)
 
 
-class CsvResponse(PlainTextResponse):
-    media_type = "text/csv"
-
-
-# Documented without `model`: with one, FastAPI would file the error answers under the route's
-# text/csv, and they are JSON.
-_CSV_ROUTE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": description,
-           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
-    for code, description in ((401, "Unauthorized"), (403, "Forbidden"), (404, "Not Found"),
-                              (422, "invalid request"))}
-
 
 @router.post("/courses/{course}/invites", response_class=CsvResponse, responses={
-    **_CSV_ROUTE_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+    **CSV_ROUTE_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                                "description": "invites.csv: student,email,link"}})
 def issue_invites(request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep,
                   course: str = CourseSlug) -> PlainTextResponse:

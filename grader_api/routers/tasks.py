@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from grader_api.auth import CurrentUser
 from grader_api.errors import ApiError
+from grader_api.routers.csv_response import CSV_ROUTE_ERRORS, CsvResponse
 from grader_api.routers.deps import DB_ID_MAX, CourseQuery, RelayDep, SessionDep, SettingsDep
 from grader_api.schemas import (InstructorSubmissionRow, Leaderboard, RescoreOut, TaskCreate, TaskDetail,
                                 TaskPatch, TaskSummary)
@@ -112,11 +113,8 @@ def rescore(task: str, user: CurrentUser, session: SessionDep, relay: RelayDep,
     return RescoreOut(task=t.name, requeued=submission_service.rescore_task(session, relay, t))
 
 
-class CsvResponse(PlainTextResponse):
-    media_type = "text/csv"  # documented as what it is, so clients and the schema agree
 
-
-@router.get("/tasks/{task}/grades.csv", response_class=CsvResponse)
+@router.get("/tasks/{task}/grades.csv", response_class=CsvResponse, responses=CSV_ROUTE_ERRORS)
 def grades(task: str, user: CurrentUser, session: SessionDep, course: CourseQuery = None) -> PlainTextResponse:
     t, member = resolve_task(session, user, task, course)
     require_staff(member)
