@@ -3,7 +3,8 @@ Pure: the standard library only.
 
 Other students only ever see a display name, so a name must not be able to carry a real name's
 stand-in such as an email address, markup, or invisible characters that make two names look
-alike or reverse the text around them.
+alike or reverse the text around them; nor mix scripts, as a Cyrillic 'о' in a Latin name would
+make it look like a classmate's.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ _FORBIDDEN = frozenset("<>&\"'`\\")
 # surrogates and private use (unassigned code points pass: newer emoji are unassigned here).
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
 _EMAIL_SHAPE = re.compile(r"[^\s@]+@[^\s@]+")
+# Scripts that may share a name with Latin: they are written together (Japanese, Chinese, Korean
+# text with Latin words), and none has letters that pass for Latin ones (Unicode TR39, "highly
+# restrictive"). Any other mix (Latin with Cyrillic or Greek above all) can spell a classmate's
+# name with look-alike letters.
+_SCRIPT_SETS_ALLOWED: tuple[frozenset[str], ...] = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+# First words of Unicode character names that do not name the script.
+_SCRIPT_ALIASES = {"CJK": "HAN", "IDEOGRAPHIC": "HAN", "KATAKANA-HIRAGANA": "KATAKANA"}
+_NO_SCRIPT = frozenset({"MODIFIER", "SMALL", "COMBINING"})
 
 
 class InvalidDisplayName(ValueError):
@@ -106,7 +119,42 @@ def check_display_name(name: str) -> str:
     if _EMAIL_SHAPE.search(value):
         raise InvalidDisplayName("the name looks like an email address; other students see it, so "
                                  "choose something else")
+    key_length = len(display_name_key(value))
+    if key_length > MAX_LENGTH:   # the unique key is stored in MAX_LENGTH characters too
+        raise InvalidDisplayName(f"the name is {key_length} characters long once compared ignoring case "
+                                 f"('ß' counts as 'ss', 'ﬃ' as 'ffi'); it must be at most {MAX_LENGTH}")
+    _check_one_script(value)
     return value
+
+
+def letter_script(char: str) -> str | None:
+    """The script of a letter as the first word of its Unicode name ('LATIN', 'CYRILLIC', 'GREEK',
+    'HAN', ...), after compatibility folding (fullwidth and mathematical letters are Latin or
+    Greek); None for what is not a letter or names no script."""
+    if not char.isalpha():
+        return None
+    folded = unicodedata.normalize("NFKC", char)[:1] or char
+    word = unicodedata.name(folded, "").split(" ", 1)[0]
+    word = _SCRIPT_ALIASES.get(word, word)
+    return word if word and word not in _NO_SCRIPT else None
+
+
+def _check_one_script(value: str) -> None:
+    """Refuse letters of scripts that are not written together, such as Latin with Cyrillic:
+    'quiet-\u043etter-11' with a Cyrillic 'о' looks like a classmate's 'quiet-otter-11'."""
+    seen: dict[str, tuple[int, str]] = {}
+    for position, char in enumerate(value, start=1):
+        script = letter_script(char)
+        if script is None or script in seen:
+            continue
+        seen[script] = (position, char)
+        if len(seen) > 1 and not any(seen.keys() <= allowed for allowed in _SCRIPT_SETS_ALLOWED):
+            first, (first_at, first_char) = next(iter(seen.items()))
+            raise InvalidDisplayName(
+                f"the name mixes {first.title()} and {script.title()} letters ('{first_char}' at position "
+                f"{first_at}, '{char}' at position {position}); write it in one script, so it cannot pass "
+                "for another name with look-alike letters (Latin may be mixed only with Chinese, Japanese "
+                "or Korean)")
 
 
 def display_name_key(name: str) -> str:

@@ -3,8 +3,8 @@ chooses for themselves.
 
 Staff read the roster with logins, real names and emails; only instructors change a member's
 role, section or status, and a course always keeps one active instructor. A display name is
-checked by `grader_api.display_names` and unique in the course ignoring case; a taken name is
-refused without saying whose it is.
+checked by `grader_api.display_names` and unique in the course ignoring case, team names of
+the course's tasks included; a taken name is refused without saying whose it is.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from grader_api.db import lock_row
 from grader_api.display_names import InvalidDisplayName, check_display_name, display_name_key
-from grader_api.models import ApiToken, Course, Enrollment, EnrollmentStatus, Role, User, utcnow
+from grader_api.models import ApiToken, Course, Enrollment, EnrollmentStatus, Role, Task, Team, User, utcnow
 from grader_api.services.courses import Member, require_instructor
 from grader_api.services.errors import Conflict, InvalidInput, NotFound
 
@@ -181,7 +181,10 @@ def set_display_name(session: Session, member: Member, name: str) -> str:
     taken = Conflict(f"the display name '{value}' is taken in this course; choose another", "display_name_taken")
     other = session.scalar(sa.select(Enrollment.id).where(
         Enrollment.course_id == member.course_id, Enrollment.display_key == key, Enrollment.id != enrollment.id))
-    if other is not None:
+    # A team's name too (any task of the course): a student must not pass for a team on the board.
+    team = session.scalar(sa.select(Team.id).join(Task, Task.id == Team.task_id).where(
+        Task.course_id == member.course_id, Team.name_key == key))
+    if other is not None or team is not None:
         raise taken
     if enrollment.display_name == value:
         return value

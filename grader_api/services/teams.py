@@ -3,7 +3,9 @@
 A team shares the daily limit, the final-submission choice and one leaderboard row, and every
 member sees the team's submissions. Submissions carry no team: a team's submissions are those
 of its current members, so moving a member (staff only, once the team has a scored submission)
-moves that member's submissions with them, into the new team's quota, choice and row.
+moves that member's submissions with them, into the new team's quota, choice and row. So a
+join, add or move is refused when the team would then hold more of today's submissions than the
+daily limit, or more final marks than `final_count` (check_merge).
 
 Students create a team (and are its first member), join one with its join code, and leave it
 until the team has a scored submission; all three end when the task closes. Course staff
@@ -36,14 +38,14 @@ from grader_api.models import (
     Team,
     TeamMember,
     User,
+    utcnow,
 )
 from grader_api.schemas import MyTeamOut, TeamLeaveOut, TeamMemberOut, TeamOut
 from grader_api.services.courses import Member, member_of
-from grader_api.services.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from grader_api.services.errors import Conflict, InvalidInput, NotAllowed, NotFound, TooManySelected
 
 JOIN_CODE_BYTES = 16          # 128 random bits: 22 URL-safe characters, never guessed in practice
 _JOIN_CODE = re.compile(r"[A-Za-z0-9_-]{16,32}")
-NAME_KEY_MAX = 40             # the name_key column
 MAX_NAMES = 100               # login names in one staff request
 
 
@@ -150,10 +152,7 @@ def check_team_name(session: Session, task: Task, name: str, *, team_id: int | N
         value = check_display_name(name or "")
     except InvalidDisplayName as exc:
         raise InvalidInput(f"team name: {exc.reason}") from None
-    key = display_name_key(value)
-    if len(key) > NAME_KEY_MAX:
-        raise InvalidInput(f"team name: too long once compared ignoring case ({len(key)} characters; "
-                           f"at most {NAME_KEY_MAX})")
+    key = display_name_key(value)   # at most 40 characters, like the name_key column (the rules)
     taken = session.scalar(sa.select(Team.id).where(Team.task_id == task.id, Team.name_key == key,
                                                     Team.id != (team_id or -1)))
     if taken is not None:
@@ -164,6 +163,44 @@ def check_team_name(session: Session, task: Task, name: str, *, team_id: int | N
     if person is not None:
         raise Conflict(f"team name: '{value}' is a course member's display name; choose another", "name_taken")
     return value, key
+
+
+def check_merge(session: Session, task: Task, team_name: str, user_ids: Iterable[int], *,
+                joiner: int | None = None) -> None:
+    """Refuse a team whose members would be `user_ids` (after a join, or a staff add or move)
+    when their submissions together pass what one team may hold: today's past the daily limit,
+    or marks past `final_count`. A member's submissions count for their team, so without this a
+    pair who each used the day alone, then joined, would have twice the team's quota (and two
+    final choices). `joiner`: the student joining by code (the message speaks to them);
+    None: staff are changing the team. Staff cannot override: the change waits for the next
+    UTC day, or for the students to unselect. Call it holding the users' and teams' locks."""
+    ids = sorted(set(user_ids))
+    if len(ids) < 2:
+        return
+    # Imported here: the task service imports this module (quota_holders).
+    from grader_api.services.tasks import _used_today_by
+
+    if task.daily_limit is not None:
+        used = _used_today_by(session, task, ids, utcnow())
+        if used > task.daily_limit:
+            when = "join tomorrow" if joiner is not None else "make this change tomorrow (staff cannot override it)"
+            raise Conflict(f"team '{team_name}' would have {used} of {task.daily_limit} submissions for "
+                           f"'{task.name}' today (UTC; a team shares the daily limit): {when}", "team_daily_limit")
+    marks = dict(session.execute(
+        sa.select(Submission.user_id, sa.func.count(Submission.id))
+        .where(Submission.task_id == task.id, Submission.user_id.in_(ids), Submission.selected.is_(True))
+        .group_by(Submission.user_id)).all())
+    total = sum(marks.values())
+    if total > task.final_count:
+        extra = total - task.final_count
+        if joiner is not None and marks.get(joiner, 0) >= extra:
+            who = f"unselect {extra} of your final submissions first"
+        elif joiner is not None:
+            who = f"you and the team must unselect {extra} of them first"
+        else:
+            who = f"its students must unselect {extra} of them first (staff cannot override it)"
+        raise TooManySelected(f"team '{team_name}' would have {total} final submissions of "
+                              f"{task.final_count} for '{task.name}' (a team makes one choice): {who}")
 
 
 def normalize_join_code(code: str) -> str | None:
@@ -208,6 +245,7 @@ def create_team(session: Session, task: Task, member: Member, name: str,
         if current is not None:
             raise Conflict(f"'{user.name}' is already in team '{current.name}'; create the team without "
                            "them, then add them to it (that moves them)", "already_in_team")
+    check_merge(session, task, value, [u.id for u in students])
     team = _new_team(session, task, value, key)
     for user in students:
         session.add(TeamMember(team_id=team.id, task_id=task.id, user_id=user.id))
@@ -228,7 +266,7 @@ def join_team(session: Session, code: str, user: User | Member) -> tuple[Team, T
     Not found for a code of no team and for a team of another course alike (nothing about the
     team is revealed); the code is looked up by the unique column, never compared piecewise.
     The team's row is locked before its size is counted, so two joins cannot both take the
-    last seat."""
+    last seat (nor two joiners' submissions both fit the day's limit)."""
     given = normalize_join_code(code)
     team = session.scalar(sa.select(Team).where(Team.join_code == given)) if given else None
     task = session.get(Task, team.task_id) if team is not None else None
@@ -248,6 +286,7 @@ def join_team(session: Session, code: str, user: User | Member) -> tuple[Team, T
         raise Conflict(f"you are already in team '{current.name}' for task '{task.name}'; leave it first",
                        "already_in_team")
     check_room(session, team, task)
+    check_merge(session, task, team.name, [*member_ids(session, team), member.id], joiner=member.id)
     session.add(TeamMember(team_id=team.id, task_id=task.id, user_id=member.id))
     session.flush()
     return team, task, member
@@ -314,6 +353,8 @@ def edit_team(session: Session, team: Team, task: Task, *, name: str | None = No
     staying = {uid for login, uid in by_login.items() if login not in remove_logins}
     newcomers = [u for u in adding if u.id not in staying]
     check_room(session, team, task, joining=len(newcomers), leaving=len(remove_logins))
+    if newcomers:
+        check_merge(session, task, renamed[0] if renamed else team.name, [*staying, *(u.id for u in newcomers)])
 
     if renamed is not None:
         team.name, team.name_key = renamed

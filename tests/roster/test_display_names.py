@@ -15,6 +15,7 @@ from grader_api.display_names import (
     PseudonymsExhausted,
     check_display_name,
     display_name_key,
+    letter_script,
     pseudonym,
     unique_pseudonym,
 )
@@ -92,6 +93,13 @@ def test_unique_pseudonym_gives_up_after_a_bounded_number_of_tries():
     ("R2-D2", "R2-D2"),
     ("x" * 40, "x" * 40),
     ("🙂 fan", "🙂 fan"),
+    ("ß" + "a" * 38, "ß" + "a" * 38),                # its key 'ss' + 38 letters: 40
+    ("Москва", "Москва"),                            # one script other than Latin
+    ("Ελλάδα 2", "Ελλάδα 2"),
+    ("山田たろう", "山田たろう"),                    # Han with Hiragana (Japanese)
+    ("ラーメン fan", "ラーメン fan"),                  # Latin with Katakana
+    ("한국 team", "한국 team"),                        # Latin with Hangul
+    ("ｆｕｌｌ width", "ｆｕｌｌ width"),              # fullwidth letters are Latin
 ])
 def test_accepted_names(given, normalised):
     assert check_display_name(given) == normalised
@@ -126,6 +134,19 @@ def test_accepted_names(given, normalised):
     ("3.14", "the name must contain at least one letter"),
     ("eve@uni.edu", "the name looks like an email address; other students see it, so choose something else"),
     ("Eve.Smith@Uni", "the name looks like an email address; other students see it, so choose something else"),
+    ("ß" + "a" * 39, "the name is 41 characters long once compared ignoring case ('ß' counts as 'ss', 'ﬃ' as "
+                     "'ffi'); it must be at most 40"),
+    ("\ufb03" * 14, "the name is 42 characters long once compared ignoring case ('ß' counts as 'ss', 'ﬃ' as "
+                     "'ffi'); it must be at most 40"),
+    ("quiet-\u043etter-11", "the name mixes Latin and Cyrillic letters ('q' at position 1, 'о' at position 7); "
+                            "write it in one script, so it cannot pass for another name with look-alike letters "
+                            "(Latin may be mixed only with Chinese, Japanese or Korean)"),
+    ("\u0391lice", "the name mixes Greek and Latin letters ('Α' at position 1, 'l' at position 2); write it in "
+                   "one script, so it cannot pass for another name with look-alike letters (Latin may be mixed "
+                   "only with Chinese, Japanese or Korean)"),
+    ("Москва-Ελλάδα", "the name mixes Cyrillic and Greek letters ('М' at position 1, 'Ε' at position 8); write "
+                      "it in one script, so it cannot pass for another name with look-alike letters (Latin may "
+                      "be mixed only with Chinese, Japanese or Korean)"),
 ])
 def test_refused_names(given, reason):
     with pytest.raises(InvalidDisplayName) as caught:
@@ -141,3 +162,9 @@ def test_key_ignores_case_compatibility_forms_and_spacing():
     assert display_name_key("\uff25\uff56\uff45") == display_name_key("eve")       # fullwidth Ｅｖｅ
     assert display_name_key("Jose\u0301") == display_name_key("JOS\u00c9")
     assert display_name_key("teal-otter-42") != display_name_key("teal-otter-43")
+
+
+def test_letter_script_names_the_script_after_compatibility_folding():
+    assert [letter_script(c) for c in "aЖαあア中한ー々ｆ𝐁"] == [
+        "LATIN", "CYRILLIC", "GREEK", "HIRAGANA", "KATAKANA", "HAN", "HANGUL", "KATAKANA", "HAN", "LATIN", "LATIN"]
+    assert [letter_script(c) for c in "1-🙂 \u0301"] == [None] * 5

@@ -300,3 +300,90 @@ def test_hostile_login_names_in_staff_changes_are_refused(any_course, login):
         assert r.status_code == 422, r.text
     teams = course.client.get("/api/v1/tasks/pets/teams", headers=auth(course.instructor)).json()
     assert [(t["name"], t["members"]) for t in teams] == [("herons", [])]
+
+
+# --- joining carries submissions into the team: the team's limits hold --------------------------
+
+def test_joining_a_team_after_both_used_the_days_quota_alone_gives_the_team_twice_the_limit(any_course):
+    """DEFECT (medium). A team shares the daily limit, and a member may not leave after a scored
+    submission; but joining has no such rule (services/teams.py join_team checks only the seat
+    count). With daily_limit 1 and team_size 2, alice and bob each submit once alone, then bob
+    joins alice's team: the team now holds 2 submissions of the day and its one board row is the
+    best of both. Repeated every day until the deadline (join on the last day), a pair gets
+    twice the team quota all term. Right: refuse a join that would put the team past the day's
+    limit (or that brings scored submissions into a team), naming why."""
+    course = any_course
+    _team_task(course, daily_limit=1)
+    code = _create(course, course.alice).json()["join_code"]
+    _scored(course, course.alice, 0.5, 1)
+    _scored(course, course.bob, 0.9, 2)        # bob alone: his own quota
+
+    r = _join(course, course.bob, code)
+
+    assert r.status_code == 409 and r.json()["code"] == "team_daily_limit", r.text
+    assert r.json()["detail"] == ("team 'otters' would have 2 of 1 submissions for 'pets' today (UTC; a team "
+                                  "shares the daily limit): join tomorrow")
+    mine = course.client.get("/api/v1/tasks/pets/team", headers=auth(course.bob)).json()
+    assert mine["team"] is None
+    rows = course.client.get("/api/v1/tasks/pets/leaderboard", headers=auth(course.alice)).json()["rows"]
+    assert sorted((x["user"], x["entries"]) for x in rows) == [(DISPLAY_NAMES["bob"], 1), ("otters", 1)]
+    # staff cannot move bob in today either; a team with one submission left can take him
+    r = course.client.patch(f"/api/v1/teams/{_team_id(course)}", json={"add": ["bob"]},
+                            headers=auth(course.instructor))
+    assert r.status_code == 409 and "make this change tomorrow (staff cannot override it)" in r.json()["detail"]
+    course.client.patch("/api/v1/tasks/pets", json={"daily_limit": 2}, headers=auth(course.instructor))
+    assert _join(course, course.bob, code).status_code == 200
+
+
+def _team_id(course) -> int:
+    return course.client.get("/api/v1/tasks/pets/team", headers=auth(course.alice)).json()["team"]["id"]
+
+
+def test_joining_a_team_cannot_carry_a_second_final_choice_into_it(course):
+    """DEFECT (medium), same root as the quota one. With final_rule 'selected' and final_count 1 a
+    team makes one final choice; but join_team does not look at the joiner's marks, so alice
+    and bob each mark one submission final alone, bob joins, and the team holds two final
+    marks: the grade (leaderboard._graded) takes the better private score of both, a second
+    guess no single student or proper team gets. Right: the join is refused until the joiner's
+    marks fit the team's final_count (or the joiner's marks are cleared, saying so)."""
+    _team_task(course, daily_limit=None)
+    r = course.client.patch("/api/v1/tasks/pets", json={"final_rule": "selected", "final_count": 1},
+                            headers=auth(course.instructor))
+    assert r.status_code == 200, r.text
+    code = _create(course, course.alice).json()["join_code"]
+    bob_sub = {}
+    for token, seed in ((course.alice, 1), (course.bob, 2)):
+        sub = _scored(course, token, 0.6, seed)
+        assert course.client.post(f"/api/v1/submissions/{sub['id']}/select", headers=auth(token)).status_code == 200
+        bob_sub = sub
+
+    joined = _join(course, course.bob, code)
+
+    assert joined.status_code == 409 and joined.json()["code"] == "too_many_selected", joined.text
+    assert joined.json()["detail"] == ("team 'otters' would have 2 final submissions of 1 for 'pets' (a team makes "
+                                       "one choice): unselect 1 of your final submissions first")
+    assert course.client.post(f"/api/v1/submissions/{bob_sub['id']}/select", json={"selected": False},
+                              headers=auth(course.bob)).status_code == 200
+    assert _join(course, course.bob, code).status_code == 200
+    history = course.client.get("/api/v1/me/submissions", params={"task": "pets"},
+                                headers=auth(course.alice)).json()["submissions"]
+    assert len([h["id"] for h in history if h["selected"]]) == 1
+
+
+def test_a_student_cannot_take_a_teams_name_as_display_name(course):
+    """DEFECT (low-medium). A team name may not equal a course member's display name (teams.py
+    check_team_name), but the reverse is not checked: set_display_name (services/members.py) lets a
+    student take the exact name of an existing team, so two rows named 'otters' stand on the
+    board (one the team, one a solo student passing for it) and the team's members cannot tell
+    which is theirs from the name. Right: 409 display_name_taken, as for a classmate's name."""
+    _team_task(course)
+    assert _create(course, course.alice, "otters").status_code == 201
+
+    r = course.client.put("/api/v1/courses/default/me/display-name", json={"display_name": "Otters"},
+                          headers=auth(course.bob))
+
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "display_name_taken" and "alice" not in r.text
+    r = course.client.put("/api/v1/courses/default/me/display-name", json={"display_name": "\uff4ftters"},
+                          headers=auth(course.alice))   # fullwidth, and the team's own member too
+    assert r.status_code == 409, r.text

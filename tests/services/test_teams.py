@@ -165,6 +165,8 @@ def test_no_teams_in_a_task_done_alone(world):
     ("me@uni.edu", "email"),
     ("", "0 characters"),
     ("\ufb03" * 39, "ignoring case"),   # 39 ligatures fold to 117 letters
+    ("ß" + "x" * 39, "41 characters long once compared ignoring case"),
+    ("\u043etters", "mixes Cyrillic and Latin letters"),
 ])
 def test_team_names_follow_the_display_name_rules(world, name, fragment):
     with world.session() as s, pytest.raises(InvalidInput) as info:
@@ -209,6 +211,87 @@ def test_a_join_past_team_size_is_refused(world):
         _join(world, code, "carol")
     assert info.value.code == "team_full" and "2 of 2" in info.value.message
     assert _members(world, team_id) == {"alice", "bob"}
+
+
+def _mark_final(world: World, *sub_ids: int) -> None:
+    with world.session() as s:
+        for sub_id in sub_ids:
+            s.get(Submission, sub_id).selected = True
+
+
+def test_a_join_past_the_teams_daily_limit_is_refused_counting_today_only(world):
+    team_id, code = _create(world, "alice")
+    yesterday = utcnow() - timedelta(days=1)
+    for _ in range(2):
+        _submit(world, "alice")
+        _submit(world, "bob", at=yesterday)
+    _submit(world, "bob", status=SubmissionStatus.FAILED)   # a failure that held no grader: not counted
+    _join(world, code, "bob")                                # 2 of 3 today
+    with world.session() as s:
+        team_service.edit_team(s, s.get(Team, team_id), world.task(s), remove=["bob"])
+    _submit(world, "bob")
+    _submit(world, "bob")
+
+    with pytest.raises(Conflict) as info:
+        _join(world, code, "bob")
+
+    assert info.value.code == "team_daily_limit"
+    assert info.value.message == ("team 'otters' would have 4 of 3 submissions for 'pets' today (UTC; a team shares "
+                                  "the daily limit): join tomorrow")
+    assert _members(world, team_id) == {"alice"}
+    with world.session() as s:   # no limit: any join fits
+        world.task(s).daily_limit = None
+    _join(world, code, "bob")
+    assert _members(world, team_id) == {"alice", "bob"}
+
+
+def test_staff_adds_and_moves_are_held_to_the_teams_daily_limit(world):
+    for name, count in (("alice", 2), ("bob", 2), ("carol", 1)):
+        for _ in range(count):
+            _submit(world, name)
+    with world.session() as s, pytest.raises(Conflict) as info:
+        team_service.create_team(s, world.task(s), world.member(s, "prof"), "otters", ["alice", "bob"])
+    assert info.value.code == "team_daily_limit" and "would have 4 of 3" in info.value.message
+    assert "make this change tomorrow (staff cannot override it)" in info.value.message
+    with world.session() as s:
+        team = team_service.create_team(s, world.task(s), world.member(s, "prof"), "otters", ["alice", "carol"])
+        team_id = team.id
+    with world.session() as s, pytest.raises(Conflict, match="team 'Otters' would have 4 of 3"):
+        team_service.edit_team(s, s.get(Team, team_id), world.task(s), name="Otters", add=["bob"], remove=["carol"])
+    assert _members(world, team_id) == {"alice", "carol"}
+    with world.session() as s:   # counted as the team would be: alice 2, dave 0 (carol leaves)
+        team_service.edit_team(s, s.get(Team, team_id), world.task(s), add=["dave"], remove=["carol"])
+    assert _members(world, team_id) == {"alice", "dave"}
+
+
+def test_a_join_or_staff_move_cannot_bring_more_final_marks_than_final_count(world):
+    team_id, code = _create(world, "alice")
+    _mark_final(world, _submit(world, "alice"), _submit(world, "bob"))
+    with pytest.raises(TooManySelected) as info:
+        _join(world, code, "bob")
+    assert info.value.message == ("team 'otters' would have 2 final submissions of 1 for 'pets' (a team makes one "
+                                  "choice): unselect 1 of your final submissions first")
+    with world.session() as s, pytest.raises(TooManySelected, match="its students must unselect 1 of them first"):
+        team_service.edit_team(s, s.get(Team, team_id), world.task(s), add=["bob"])
+    assert _members(world, team_id) == {"alice"}
+    _join(world, code, "carol")                          # no marks: fits
+    assert _members(world, team_id) == {"alice", "carol"}
+
+
+# --- display names and team names ----------------------------------------------------------------
+
+def test_a_display_name_cannot_be_a_team_name_of_any_task_of_the_course(world):
+    from grader_api.services.members import set_display_name
+
+    _create(world, "alice", "otters")
+    for who, name in (("carol", "OTTERS"), ("alice", "\uff4ftters")):
+        with world.session() as s, pytest.raises(Conflict) as info:
+            set_display_name(s, world.member(s, who), name)
+        assert info.value.code == "display_name_taken" and "alice" not in info.value.message
+    with world.session() as s:   # a team of another course does not count
+        team_service.create_team(s, world.task(s, "other"), world.member(s, "eve", "other"), "herons")
+    with world.session() as s:
+        assert set_display_name(s, world.member(s, "carol"), "Herons") == "Herons"
 
 
 @pytest.mark.parametrize("guess", ["", "x", "a" * 22, "' OR 1=1 --", "A" * 500, "\x00" * 22])
