@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grader_api.db import Database, lock_row
-from grader_api.models import ApiToken, User, utcnow
+from grader_api.models import ApiToken, Enrollment, Invite, User, utcnow
 
 
 def hash_token(token: str) -> str:
@@ -24,9 +24,15 @@ def hash_token(token: str) -> str:
 
 
 def issue_token(session: Session, user: User) -> str:
-    """Create a token for `user`; the caller shows the returned value once."""
+    """Create a token for `user`; the caller shows the returned value once. The user's unused
+    sign-in links stop working: a link left in a mailbox must not sign in beside the token the
+    user holds (or rotated because it leaked)."""
     token = secrets.token_urlsafe(32)
     session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+    now = utcnow()
+    session.execute(sa.update(Invite).where(
+        Invite.enrollment_id.in_(sa.select(Enrollment.id).where(Enrollment.user_id == user.id)),
+        Invite.used_at.is_(None), Invite.expires_at > now).values(expires_at=now))
     return token
 
 

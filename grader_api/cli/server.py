@@ -347,7 +347,8 @@ def roster_import(course: str, roster_file: Path,
             result = import_roster(s, found, parsed, actor=None)
             links = None
             if invites is not None:
-                links = invite_service.issue_invites(s, found, base_url=base)
+                # The server's own authority: links for every student, whatever their other courses.
+                links = invite_service.issue_invites(s, found, base_url=base, issuer=None).links
                 # Written before the commit: if the file cannot be written, the links it would
                 # hold are not stored either, and the earlier ones keep working.
                 try:

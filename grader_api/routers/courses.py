@@ -159,7 +159,7 @@ _ROSTER_DOC = {"requestBody": {"required": True, "content": {
 
 
 @router.post("/courses/{course}/roster", response_model=RosterImportOut, openapi_extra=_ROSTER_DOC,
-             responses={**_ERRORS, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}})
+             responses={**_ERRORS, 409: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut}})
 async def import_roster(request: Request, user: CurrentUser, db: DatabaseDep, storage: StorageDep,
                         course: str = CourseSlug) -> RosterImportOut:
     """Import a roster (instructor): creates and enrols the people in it, updates sections, LMS
@@ -175,13 +175,8 @@ async def import_roster(request: Request, user: CurrentUser, db: DatabaseDep, st
     data, filename, _fields = await read_roster_body(request, storage)
     parsed = await run_in_threadpool(roster_import.parse_roster_file, data, filename)
 
-    def apply() -> roster_import.RosterImportResult:
-        with db.transaction() as session:
-            found = get_course(session, course)
-            actor = require_member(session, user, found)
-            return roster_import.import_roster(session, found, parsed, actor=actor)
-
-    return import_out(course, await run_in_threadpool(apply))
+    result = await run_in_threadpool(roster_import.import_roster_retrying, db, course, parsed, user)
+    return import_out(course, result)
 
 
 @router.get("/courses/{course}/roster", response_model=RosterOut, responses=_ERRORS)
@@ -211,20 +206,35 @@ def update_member(body: MemberPatch, user: CurrentUser, session: SessionDep, cou
 
 
 
+_INVITE_HEADERS = {
+    "X-Invites-Withheld": {"schema": {"type": "integer"}, "description": "students who got no link because they "
+                           "are enrolled in a course you do not instruct too (the site administrator issues theirs)"},
+    "X-Invites-Note": {"schema": {"type": "string"}, "description": "why some students got no link; absent if none"},
+}
+
+
+def invites_response(issued: invite_service.IssuedInvites, slug: str) -> PlainTextResponse:
+    """invites.csv as a download; how many students got no link (and why) in its headers."""
+    headers = {"Content-Disposition": f'attachment; filename="invites-{slug}.csv"',
+               "Cache-Control": "private, no-store", "X-Invites-Withheld": str(len(issued.withheld))}
+    if issued.note:
+        headers["X-Invites-Note"] = issued.note
+    return PlainTextResponse(invite_service.invites_csv(issued.links), media_type="text/csv", headers=headers)
+
+
 @router.post("/courses/{course}/invites", response_class=CsvResponse, responses={
     **CSV_ROUTE_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                               "description": "invites.csv: student,email,link"}})
+                               "description": "invites.csv: student,email,link", "headers": _INVITE_HEADERS}})
 def issue_invites(request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep,
                   course: str = CourseSlug) -> PlainTextResponse:
     """invites.csv (instructor): a new one-time sign-in link, valid 14 days, for every active student
-    who has not joined yet; their earlier unused links stop working."""
+    who has not joined yet; their earlier unused links stop working. A student also enrolled in a
+    course you do not instruct gets no link (a link signs in everywhere): they are counted in the
+    header X-Invites-Withheld, and the site administrator issues theirs."""
     found = get_course(session, course)
     require_instructor(require_member(session, user, found))
     base = settings.public_url or str(request.base_url)
-    links = invite_service.issue_invites(session, found, base_url=base)
-    return PlainTextResponse(invite_service.invites_csv(links), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="invites-{found.slug}.csv"',
-                                      "Cache-Control": "private, no-store"})
+    return invites_response(invite_service.issue_invites(session, found, base_url=base, issuer=user), found.slug)
 
 
 # --- the caller's own ---------------------------------------------------------------------

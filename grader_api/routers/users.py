@@ -28,5 +28,7 @@ def issue_token(name: str, caller: CurrentUser, session: SessionDep, revoke_old:
 
 @router.post("/users/{name}/revoke")
 def revoke(name: str, caller: CurrentUser, session: SessionDep) -> dict:
-    user = user_service.managed_user(session, caller, name)
+    """End every token of a user of your courses: any student of a course you teach, or anyone
+    only in courses you teach."""
+    user = user_service.revocable_user(session, caller, name)
     return {"name": name, "revoked": user_service.revoke(session, user.name)}

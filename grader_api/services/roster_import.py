@@ -3,9 +3,11 @@ updated, re-activated, and students missing from the file marked dropped.
 
 Rules, all in one transaction (the caller's unit of work; nothing is committed here):
 
-- A person is matched by login (`User.name`, compared ignoring case). New people become users
-  with the login as their name, their full name and email; they get no token (an invite, see
-  `services/invites.py`, gives them one).
+- A person is matched by the Canvas ID (`lms_id`) stored for them in this course, else by login
+  (`User.name`, compared ignoring case): Canvas leaves the SIS cells empty in an export by an
+  account that may not see them, and the same class exported so must not become a new one. New
+  people become users with the login as their name, their full name and email; they get no
+  token (an invite, see `services/invites.py`, gives them one).
 - Importing the same file twice changes nothing: values are compared before they are written,
   and the second result counts everyone as unchanged.
 - An empty cell (no section, no LMS id, a Canvas login that is not an email) leaves the stored
@@ -13,14 +15,18 @@ Rules, all in one transaction (the caller's unit of work; nothing is committed h
 - Staff are never changed by a file: a row whose login is a TA or an instructor of the course
   with another role (a Canvas row is always a student) is refused with its line, so a roster can
   neither demote nor drop an instructor. Roles of staff change on the roster page.
-- A person's full name and email belong to every course they are in: a roster updates them only
-  for people enrolled in no other course (and fills them in where they are empty).
+- A person's full name and email are user-level (one per person, shown in every course they are
+  in), so they belong to whoever enrolled the person first: a roster writes them only for people
+  enrolled in no other course, and never fills them in for the others (an instructor of another
+  course must not rename my students).
 - Active students missing from the file are marked dropped: kept with their submissions, hidden
   from boards, back to active when a later file lists them. Nobody is dropped when the parser
   refused a row (that row may be a student already enrolled, whose name or id changed in the
   LMS): the result says so, and the next import after the fix drops them.
-- A file with no importable row is refused as a whole (nothing changes): an import never takes
-  "nobody" for "everybody dropped".
+- A file with no importable row is refused as a whole (nothing changes), and a file with no
+  student row (a list of TAs) drops nobody: an import never takes "nobody" for "everybody dropped".
+- Two imports creating the same new person at once (PostgreSQL): the second is retried once in a
+  fresh transaction, where it finds the person the first made (`import_roster_retrying`).
 """
 
 from __future__ import annotations
@@ -31,15 +37,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from grader_api.db import lock_row
+from grader_api.db import Database, lock_row
 from grader_api.display_names import display_name_key, unique_pseudonym
 from grader_api.models import Course, Enrollment, EnrollmentStatus, Role, User, utcnow
 from grader_api.roster import (ParsedRoster, Refused, RosterFileError, RosterFormat, RosterRow, Skipped,
                                parse_roster)
-from grader_api.services.courses import STAFF, Member, require_instructor
-from grader_api.services.errors import InvalidInput, NotFound
+from grader_api.services.courses import STAFF, Member, get_course, require_instructor, require_member
+from grader_api.services.errors import Conflict, InvalidInput, NotFound
 
 _CHUNK = 500          # values per IN (...) list: well under every backend's parameter limit
 _SHOWN_REFUSALS = 3   # refusals quoted in the message of a file refused as a whole
@@ -80,12 +87,21 @@ def import_roster(session: Session, course: Course, parsed: ParsedRoster, *,
     users = _users_by_login(session, [row.login for row in parsed.rows])
     enrollments = {e.user_id: e for e in
                    session.scalars(sa.select(Enrollment).where(Enrollment.course_id == course.id))}
+    by_lms_id = {e.lms_id: e for e in enrollments.values() if e.lms_id}
+    by_id = _users_by_id(session, [by_lms_id[row.lms_id].user_id for row in parsed.rows if row.lms_id in by_lms_id])
     refused = list(parsed.refused)
     accepted: list[tuple[RosterRow, User | None, Enrollment | None]] = []
+    line_of: dict[int, int] = {}   # user id -> the line that matched them
     for row in parsed.rows:
-        user = users.get(row.login)
+        known = by_lms_id.get(row.lms_id) if row.lms_id else None
+        user = by_id[known.user_id] if known is not None else users.get(row.login)
         enrollment = enrollments.get(user.id) if user is not None else None
         problem = _staff_refusal(row, enrollment)
+        if problem is None and user is not None and user.id in line_of:
+            problem = (f"the same person as line {line_of[user.id]} (one by Canvas ID, the other by login): "
+                       "fix the file in the LMS and export it again")
+        if user is not None and problem is None:
+            line_of[user.id] = row.line
         if problem is not None:
             refused.append(Refused(row.line, problem))
         else:
@@ -110,7 +126,7 @@ def import_roster(session: Session, course: Course, parsed: ParsedRoster, *,
     for row, found, enrollment in accepted:
         user = found or created[row.login]
         listed.add(user.id)
-        person_changed = found is not None and _update_person(user, row, may_overwrite=user.id not in shared)
+        person_changed = found is not None and user.id not in shared and _update_person(user, row)
         if enrollment is None:
             display = unique_pseudonym(lambda name: display_name_key(name) in taken, rng)
             taken.add(display_name_key(display))
@@ -130,7 +146,10 @@ def import_roster(session: Session, course: Course, parsed: ParsedRoster, *,
                      key=lambda e: e.id)
     dropped_logins: list[str] = []
     withheld = None
-    if missing and parsed.refused:
+    if missing and not any(row.role == Role.STUDENT.value for row, _u, _e in accepted):
+        withheld = (f"{len(missing)} active student(s) are not in the file, but nobody was dropped because the file "
+                    "lists no student (a list of staff?): import the class list to drop the students it leaves out.")
+    elif missing and parsed.refused:
         withheld = (f"{len(missing)} active student(s) are not in the file, but nobody was dropped because "
                     f"{len(parsed.refused)} row(s) were refused: a refused row may be one of them. Fix or "
                     "remove the refused rows and import again to drop the students the file leaves out.")
@@ -145,6 +164,26 @@ def import_roster(session: Session, course: Course, parsed: ParsedRoster, *,
     return RosterImportResult(format=parsed.format, added=added, unchanged=unchanged, updated=updated,
                               dropped=len(dropped_logins), dropped_logins=tuple(dropped_logins),
                               refused=tuple(refused), skipped=parsed.skipped, drops_withheld=withheld)
+
+
+def import_roster_retrying(db: Database, course: str, parsed: ParsedRoster, user: User) -> RosterImportResult:
+    """`import_roster` by `user` into the course with slug `course`, in a transaction of its own.
+    Two imports creating the same new person at once: the second one's insert breaks the unique
+    login when the first commits, so it is run once more in a fresh transaction, where it finds
+    that person. A second clash is answered with a Conflict to import again."""
+    def once() -> RosterImportResult:
+        with db.transaction() as session:
+            found = get_course(session, course)
+            return import_roster(session, found, parsed, actor=require_member(session, user, found))
+
+    try:
+        return once()
+    except IntegrityError:
+        pass
+    try:
+        return once()
+    except IntegrityError:
+        raise Conflict("another import is creating the same students right now; import the file again") from None
 
 
 def _chunks(values: Sequence[object]) -> Iterator[Sequence[object]]:
@@ -164,6 +203,13 @@ def _users_by_login(session: Session, logins: Iterable[str]) -> dict[str, User]:
     return found
 
 
+def _users_by_id(session: Session, ids: Sequence[int]) -> dict[int, User]:
+    found: dict[int, User] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        found.update((u.id, u) for u in session.scalars(sa.select(User).where(User.id.in_(chunk))))
+    return found
+
+
 def _enrolled_elsewhere(session: Session, course: Course, user_ids: Sequence[int]) -> set[int]:
     shared: set[int] = set()
     for chunk in _chunks(sorted(set(user_ids))):
@@ -180,11 +226,11 @@ def _staff_refusal(row: RosterRow, enrollment: Enrollment | None) -> str | None:
             "changes the role of course staff (change it on the roster page)")
 
 
-def _update_person(user: User, row: RosterRow, *, may_overwrite: bool) -> bool:
+def _update_person(user: User, row: RosterRow) -> bool:
+    """Only for a person enrolled in no other course: names and emails are user-level."""
     changed = False
     for attr, value in (("full_name", row.full_name), ("email", row.email)):
-        current = getattr(user, attr)
-        if value is not None and current != value and (may_overwrite or current is None):
+        if value is not None and getattr(user, attr) != value:
             setattr(user, attr, value)
             changed = True
     return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from grader_api.tokens import issue_token, revoke_tokens
 
 # Names show up on leaderboards and in CSV exports: keep them plain (no spreadsheet formulas).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,99}$")
+_CHUNK = 500   # values per IN (...) list
 
 
 def create_user(session: Session, name: str, role: str, *, course: Course | None = None) -> tuple[User, str]:
@@ -43,6 +45,22 @@ def create_user_as(session: Session, caller: User, name: str, role: str, course:
     return create_user(session, name, role, course=found)
 
 
+def _taught(caller: User) -> sa.Select[int]:
+    return sa.select(Enrollment.course_id).where(Enrollment.user_id == caller.id, Enrollment.role == Role.INSTRUCTOR,
+                                                 Enrollment.status == EnrollmentStatus.ACTIVE)
+
+
+def beyond_reach(session: Session, caller: User, user_ids: Iterable[int]) -> set[int]:
+    """Those of `user_ids` enrolled in some course the caller does not instruct: one instructor
+    may not sign in (token, sign-in link) as a student of another instructor's course."""
+    wanted = sorted(set(user_ids))
+    outside: set[int] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        outside.update(session.scalars(sa.select(Enrollment.user_id).distinct().where(
+            Enrollment.user_id.in_(wanted[start:start + _CHUNK]), Enrollment.course_id.not_in(_taught(caller)))))
+    return outside
+
+
 def managed_user(session: Session, caller: User, name: str) -> User:
     """The user `name` if the caller instructs every course that user is enrolled in (a new token
     for a student of another course would let one instructor act as that student there).
@@ -50,13 +68,23 @@ def managed_user(session: Session, caller: User, name: str) -> User:
     user = session.scalar(sa.select(User).where(User.name == name))
     if user is None:
         raise NotFound(f"user '{name}'")
-    their = set(session.scalars(sa.select(Enrollment.course_id).where(Enrollment.user_id == user.id)))
-    taught = set(session.scalars(sa.select(Enrollment.course_id).where(
-        Enrollment.user_id == caller.id, Enrollment.role == Role.INSTRUCTOR,
-        Enrollment.status == EnrollmentStatus.ACTIVE)))
-    if not their or not their <= taught:
+    enrolled = session.scalar(sa.select(Enrollment.id).where(Enrollment.user_id == user.id).limit(1))
+    if enrolled is None or beyond_reach(session, caller, [user.id]):
         raise NotFound(f"user '{name}'")
     return user
+
+
+def revocable_user(session: Session, caller: User, name: str) -> User:
+    """The user `name` if the caller may end their tokens: `managed_user`, or a student of a course
+    the caller instructs whatever other courses they are in (revoking signs nobody in, and another
+    course's roster must not keep an instructor from ending a leaked token of their own student).
+    Not found otherwise."""
+    user = session.scalar(sa.select(User).where(User.name == name))
+    if user is not None and session.scalar(sa.select(Enrollment.id).where(
+            Enrollment.user_id == user.id, Enrollment.role == Role.STUDENT,
+            Enrollment.course_id.in_(_taught(caller))).limit(1)) is not None:
+        return user
+    return managed_user(session, caller, name)
 
 
 def get_user(session: Session, name: str) -> User:

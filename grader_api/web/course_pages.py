@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from grader_api.errors import ApiError, domain_status
@@ -219,9 +219,7 @@ async def roster_upload(request: Request, db: DatabaseDep, storage: StorageDep, 
 
     def apply() -> roster_import.RosterImportResult:
         parsed = roster_import.parse_roster_file(data, filename)
-        with db.transaction() as session:
-            here = get_course(session, course)
-            return roster_import.import_roster(session, here, parsed, actor=require_member(session, user, here))
+        return roster_import.import_roster_retrying(db, course, parsed, user)
 
     try:
         result = await run_in_threadpool(apply)
@@ -264,6 +262,8 @@ def roster_member(request: Request, session: SessionDep, course: str, login: str
 @router.post("/instructor/courses/{course}/invites.csv")
 def roster_invites(request: Request, session: SessionDep, course: str,
                    csrf_token: Annotated[str, Form()] = "") -> Response:
+    from grader_api.routers.courses import invites_response
+
     v = _viewer(request, session)
     if v.user is None:
         return _to_login(request)
@@ -272,9 +272,7 @@ def roster_invites(request: Request, session: SessionDep, course: str,
     try:
         found, member = _staff_of(session, v.user, course)
         require_instructor(member)
-        links = invite_service.issue_invites(session, found, base_url=_public_base(request))
+        issued = invite_service.issue_invites(session, found, base_url=_public_base(request), issuer=v.user)
     except DomainError as e:
         return _refused(request, v, e)
-    return PlainTextResponse(invite_service.invites_csv(links), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="invites-{found.slug}.csv"',
-                                      "Cache-Control": "private, no-store"})
+    return invites_response(issued, found.slug)

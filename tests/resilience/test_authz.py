@@ -40,7 +40,8 @@ def _expect(kind: str) -> dict[str, object]:
         "staff": {**own_staff, "owner": 403, "student": 403, **elsewhere, "anonymous": 401},
         # the course's instructor only
         "instructor": {"instructor": "2xx", "ta": 403, "owner": 403, "student": 403, **elsewhere, "anonymous": 401},
-        # a user of the caller's courses: only an instructor of every course that user is in
+        # a user of the caller's courses: minting a token only by an instructor of every course that user
+        # is in; revoking also by an instructor of any course the user is a student in ({name} is one)
         "user admin": {"instructor": "2xx", "ta": 404, "owner": 404, "student": 404, **elsewhere,
                        "anonymous": 401},
         # alice's submission: her, and the course's staff; not another student

@@ -10,7 +10,7 @@ from tests.service.helpers import DISPLAY_NAMES, auth
 
 @pytest.mark.postgres
 def test_a_forty_character_name_with_an_eszett_is_answered_by_the_rules(tmp_path):
-    """DEFECT (low). check_display_name allows 40 characters, but the uniqueness key is the
+    """Found by review (low): check_display_name allows 40 characters, but the uniqueness key is the
     casefolded NFKC form (display_name_key) and display_key is VARCHAR(40): 'ß' folds to 'ss',
     'ﬃ' to 'ffi', so a legal 40-character name ('ß' + 39 letters) overflows the key column. On
     PostgreSQL the student gets 422 'a value in the request is out of range' (no rule named; the
@@ -40,7 +40,7 @@ def test_the_same_eszett_name_is_refused_on_sqlite_too(course):
 
 
 def test_a_classmates_display_name_with_one_cyrillic_letter_is_refused(course):
-    """DEFECT (low). Uniqueness ignores case and compatibility forms (NFKC casefold) but not
+    """Found by review (low): Uniqueness ignores case and compatibility forms (NFKC casefold) but not
     confusables: bob takes alice's 'quiet-otter-11' with a Cyrillic 'о' (U+043E), and the board
     shows two identical-looking 'quiet-otter-11' rows; bob can pass for alice to classmates (or
     a team name can do the same). Right: compare a skeleton (Unicode TR39 confusables, or at

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.service.helpers import auth
+from grader_api.services import roster_import
+from tests.service.helpers import auth, wait_for_each_other_after
 
 BOM = b"\xef\xbb\xbf"
 CANVAS_HEADER = "Student,ID,SIS User ID,SIS Login ID,Section,Current Score"
@@ -288,6 +291,203 @@ def test_the_whole_roster_flow_on_sqlite_and_postgresql(any_course):
     assert api("PUT", "/courses/ml101/me/display-name", "joined", json={"display_name": "Quick Fox"}).status_code == 200
     taken = api("PUT", "/courses/ml101/me/display-name", "tara", json={"display_name": "QUICK FOX"})
     assert taken.status_code == 409
+
+
+# --- found by a red-team review: cross-course sign-in, stale links, careless files, races ---------
+
+def _link_for(invites_csv: str, email: str) -> str | None:
+    for row in csv.DictReader(io.StringIO(invites_csv)):
+        if row["email"] == email:
+            return row["link"]
+    return None
+
+
+def _redeem(client, link: str) -> str:
+    path = "/join/" + link.rsplit("/join/", 1)[1]
+    page = client.get(path)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    done = client.post(path, data={"csrf_token": csrf})
+    assert done.status_code == 200, done.text
+    return re.search(r'id="token"[^>]*value="([^"]+)"', done.text).group(1)
+
+
+def test_an_instructor_of_another_course_cannot_mint_a_sign_in_link_for_my_student(course):
+    """Found by review (critical): prof imports stu001@uni.edu into ml101 (no token yet: the student has
+    not opened their invite). vera, who teaches only cv201, imports a one-line roster naming
+    that login into cv201 and then asks cv201's invites.csv: it holds a sign-in link for
+    stu001, which vera redeems and so holds a token acting as stu001 in ml101 (reads their
+    submissions, uploads as them; the student's own later invite is never issued, because the
+    account now 'has joined'). `POST /users/{name}/tokens` refuses exactly this (managed_user:
+    the caller must instruct every course of the user); issue_invites (services/invites.py) has no
+    such check. Right: no link (and no token) for a user enrolled in a course the caller does
+    not instruct; vera's token must never see ml101."""
+    api = as_members(course)
+    assert post_csv(api, canvas(range(2))).status_code == 200          # prof -> ml101
+    victim = "stu001@uni.edu"
+
+    r = post_csv(api, f"name,email\nAnyone,{victim}\n".encode(), who="vera", course="cv201")
+    assert r.status_code == 200, r.text
+    r = api("POST", "/courses/cv201/invites", "vera")
+    assert r.status_code == 200, r.text
+    link = _link_for(r.text, victim)
+    if link is not None:       # the defect: show what the link gives
+        token = _redeem(api.client, link)
+        seen = api.client.get("/api/v1/me", headers=auth(token)).json()
+        assert "ml101" not in [c["course"] for c in seen["courses"]], (
+            "vera signed in as ml101's student through cv201's invites.csv")
+    assert link is None, "cv201's invites.csv holds a sign-in link for a student of ml101"
+
+
+def test_invites_csv_counts_and_explains_the_students_it_has_no_link_for(api):
+    assert post_csv(api, canvas(range(2))).status_code == 200
+    assert post_csv(api, b"name,email\nAnyone,stu001@uni.edu\n", who="vera", course="cv201").status_code == 200
+
+    mine = api("POST", "/courses/ml101/invites", "prof")
+    theirs = api("POST", "/courses/cv201/invites", "vera")
+
+    assert [row["email"] for row in csv.DictReader(io.StringIO(mine.text))] == ["stu000@uni.edu"]
+    assert mine.headers["x-invites-withheld"] == "1"
+    assert mine.headers["x-invites-note"].startswith("1 student(s) are enrolled in other courses too")
+    assert "grade admin roster import" in mine.headers["x-invites-note"]
+    assert list(csv.DictReader(io.StringIO(theirs.text))) == [] and theirs.headers["x-invites-withheld"] == "1"
+    alone = api("POST", "/courses/default/invites", "prof")
+    assert alone.headers["x-invites-withheld"] == "0" and "x-invites-note" not in alone.headers
+
+
+def test_rotating_my_token_voids_the_sign_in_links_still_in_my_mailbox(course):
+    """Found by review (medium): A student who rotates their token (e.g. because they fear it leaked) still
+    has live sign-in links: invites.redeem checks only used/expired/dropped, and rotate_token
+    (tokens.py) touches no invite. Here prof's invite mail was never opened; the student got a
+    token another way (prof's POST /users/{name}/tokens) and rotated it; anyone holding the old
+    mail (a forwarded message, a shared inbox, a mail-scanner log) still signs in as the student
+    and gets a fresh live token beside theirs, unnoticed. Right: rotating (or any token being
+    issued) voids the user's unused invites, or redeem refuses a user who already holds a live
+    token, with the same 'not valid' answer."""
+    api = as_members(course)
+    assert post_csv(api, b"name,email\nAnn Lee,ann@uni.edu\n").status_code == 200
+    links = list(csv.DictReader(io.StringIO(api("POST", "/courses/ml101/invites", "prof").text)))
+    link = links[0]["link"]
+    r = api("POST", "/users/ann@uni.edu/tokens", "prof")
+    assert r.status_code == 201, r.text
+    mine = r.json()["token"]
+    rotated = course.client.post("/api/v1/me/token/rotate", headers=auth(mine)).json()["token"]
+
+    try:
+        other = _redeem(course.client, link)
+    except AssertionError:
+        return   # refused: the right behaviour
+    me = course.client.get("/api/v1/me", headers=auth(other))
+    assert me.status_code != 200, (
+        f"the old link still signs in as {me.json()['name']} after they rotated (their token {rotated[:6]}… "
+        "and this one are both live)")
+
+
+def test_a_file_of_staff_only_does_not_drop_every_student(course):
+    """Found by review (medium): roster_import promises 'an import never takes nobody for everybody
+    dropped' (a file with no importable row is refused), but a file with importable rows and no
+    student in it is taken as 'every student left': an instructor importing their TA list
+    (name,email,role with role ta) drops the whole class (here 3 of 3; in the brief's course,
+    400) from the boards and from invites.csv. Right: a file with no student row drops no one
+    (or is refused like an empty file), saying so in drops_withheld."""
+    api = as_members(course)
+    assert post_csv(api, canvas(range(3))).status_code == 200
+
+    r = post_csv(api, b"name,email,role\nTia Two,tia@uni.edu,ta\n")
+
+    assert r.status_code in (200, 422), r.text
+    assert r.status_code == 422 or r.json()["dropped"] == 0, f"dropped {r.json()['dropped_logins']}"
+    active = [m for m in members(api).values() if m["role"] == "student" and m["status"] == "active"]
+    assert len(active) == 3
+
+
+def test_another_courses_instructor_does_not_write_my_students_real_name(course):
+    """Found by review (low-medium): A person's name 'belongs to every course' and an import 'fills it in
+    where it is empty' (roster_import._update_person): vera, who teaches only cv201, lists
+    login 'alice' (a student of the default course created without a name) in a Canvas file with
+    the name 'Evil, Mallory'; prof's roster, staff board and invites.csv for the default course
+    now call alice 'Evil, Mallory'. Right: a file writes a person's name and email only when the
+    importer instructs every course the person is in (the rule of managed_user), as for tokens."""
+    api = as_members(course)
+    data = b'Student,ID,SIS User ID,SIS Login ID,Section\n"Evil, Mallory",1,S1,alice,A\n'
+    assert post_csv(api, data, who="vera", course="cv201").status_code == 200
+
+    assert members(api, course="default")["alice"]["full_name"] is None
+
+
+def test_another_courses_import_does_not_lock_me_out_of_revoking_my_students_token(course):
+    """Found by review (medium): Listing any login in cv201's roster enrols that user there; from then on
+    managed_user (services/users.py) answers 404 to the instructor of the user's own course for
+    POST /users/{name}/revoke and /tokens, because they do not instruct cv201. So vera can stop
+    prof from revoking a leaked token of prof's student (or from giving them one). Right: an
+    instructor may revoke the tokens of a student of their course whatever other courses they are
+    in (revoking harms no one); minting stays as strict as it is, and the import does not enrol
+    users of other courses without the site administrator (or the user) agreeing."""
+    api = as_members(course)
+    assert post_csv(api, canvas(range(2))).status_code == 200
+    assert post_csv(api, b"name,email\nX,stu001@uni.edu\n", who="vera", course="cv201").status_code == 200
+
+    r = api("POST", "/users/stu001@uni.edu/revoke", "prof")
+
+    assert r.status_code == 200, r.text
+
+
+def test_revoking_is_open_to_the_instructor_of_a_students_course_minting_is_not(api):
+    assert post_csv(api, canvas(range(2))).status_code == 200
+    assert post_csv(api, b"name,email\nX,stu001@uni.edu\n", who="vera", course="cv201").status_code == 200
+
+    assert api("POST", "/users/stu001@uni.edu/tokens", "prof").status_code == 404    # vera's student too
+    assert api("POST", "/users/stu001@uni.edu/tokens", "vera").status_code == 404
+    for who in ("tara", "alice", "carl"):
+        assert api("POST", "/users/stu001@uni.edu/revoke", who).status_code == 404
+    assert api("POST", "/users/stu001@uni.edu/revoke", "vera").status_code == 200
+    assert api("POST", "/users/tara/revoke", "vera").status_code == 404             # staff elsewhere
+    assert api("POST", "/users/stu000@uni.edu/tokens", "prof").status_code == 201   # only prof's
+
+
+def test_the_same_class_exported_without_sis_data_is_not_a_new_class(course):
+    """Found by review (medium): People are matched by login only (roster_import._users_by_login), and a
+    Canvas row's login is its SIS Login ID, else SIS User ID, else Canvas ID. Canvas leaves the
+    SIS cells empty when the exporting account may not see SIS data (a TA's export, a changed
+    permission): importing that export of the same class makes every student a new account
+    ('50000', '50001', ...) and drops every real one, although each row carries the Canvas ID
+    stored at the first import. Right: match a Canvas row by its stored Canvas ID (lms_id) in
+    the course first; this file changes nothing."""
+    api = as_members(course)
+    assert post_csv(api, canvas(range(3))).status_code == 200
+    lines = ["Student,ID,SIS User ID,SIS Login ID,Section"]
+    lines += [f'"Last{i:03d}, First{i}",{50000 + i},,,Section 1' for i in range(3)]
+
+    r = post_csv(api, ("\r\n".join(lines) + "\r\n").encode())
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["added"], body["dropped"]) == (0, 0), body
+
+
+@pytest.mark.postgres
+def test_two_courses_importing_the_same_new_student_at_once(tmp_path, monkeypatch):
+    """Found by review (medium): At term start two instructors import rosters that share a student nobody
+    has imported yet. Each import locks only its own course row, reads 'no such user' and inserts
+    users.name = 'ann@uni.edu'; the second insert breaks the unique key and, with no handler
+    for IntegrityError, the instructor gets a 500 'internal server error' (nothing stored, no
+    line, no hint to retry). Right: both imports succeed (the second finds the user the first
+    made: insert-or-select under a lock on the login), or the second gets a 409 saying to retry."""
+    from tests.service.pg_course import course_on_postgres
+
+    with course_on_postgres(tmp_path) as course:
+        api = as_members(course)
+        wait_for_each_other_after(monkeypatch, roster_import, "_users_by_login", 2)
+        jobs = [("prof", "ml101"), ("vera", "cv201")]
+
+        def run(job):
+            try:
+                return post_csv(api, b"name,email\nAnn Lee,ann@uni.edu\n", who=job[0], course=job[1]).status_code
+            except Exception as exc:   # the test client re-raises what the server answers 500 to
+                return f"500 ({type(exc).__name__})"
+
+        with ThreadPoolExecutor(2) as pool:
+            codes = list(pool.map(run, jobs))
+        assert codes == [200, 200] or sorted(map(str, codes)) == ["200", "409"], codes
 
 
 # --- grade admin roster import ------------------------------------------------------------------

@@ -305,7 +305,7 @@ def test_hostile_login_names_in_staff_changes_are_refused(any_course, login):
 # --- joining carries submissions into the team: the team's limits hold --------------------------
 
 def test_joining_a_team_after_both_used_the_days_quota_alone_gives_the_team_twice_the_limit(any_course):
-    """DEFECT (medium). A team shares the daily limit, and a member may not leave after a scored
+    """Found by review (medium): A team shares the daily limit, and a member may not leave after a scored
     submission; but joining has no such rule (services/teams.py join_team checks only the seat
     count). With daily_limit 1 and team_size 2, alice and bob each submit once alone, then bob
     joins alice's team: the team now holds 2 submissions of the day and its one board row is the
@@ -340,7 +340,7 @@ def _team_id(course) -> int:
 
 
 def test_joining_a_team_cannot_carry_a_second_final_choice_into_it(course):
-    """DEFECT (medium), same root as the quota one. With final_rule 'selected' and final_count 1 a
+    """Found by review (medium), same root as the quota one: With final_rule 'selected' and final_count 1 a
     team makes one final choice; but join_team does not look at the joiner's marks, so alice
     and bob each mark one submission final alone, bob joins, and the team holds two final
     marks: the grade (leaderboard._graded) takes the better private score of both, a second
@@ -371,7 +371,7 @@ def test_joining_a_team_cannot_carry_a_second_final_choice_into_it(course):
 
 
 def test_a_student_cannot_take_a_teams_name_as_display_name(course):
-    """DEFECT (low-medium). A team name may not equal a course member's display name (teams.py
+    """Found by review (low-medium): A team name may not equal a course member's display name (teams.py
     check_team_name), but the reverse is not checked: set_display_name (services/members.py) lets a
     student take the exact name of an existing team, so two rows named 'otters' stand on the
     board (one the team, one a solo student passing for it) and the team's members cannot tell

@@ -219,7 +219,7 @@ def test_refused_rows_hold_back_the_drops(session, ml, prof):
     assert enrollment_of(session, ml, "stu002@uni.edu").status == EnrollmentStatus.ACTIVE
 
 
-def test_people_of_other_courses_are_enrolled_without_overwriting_their_names(session, ml, prof):
+def test_people_of_other_courses_are_enrolled_without_writing_their_names(session, ml, prof):
     other = create_course(session, "cv201", "Vision")
     shared = User(name="Ann@Uni.edu", role=Role.STUDENT, full_name="Ann Original", email=None)
     session.add(shared)
@@ -230,7 +230,7 @@ def test_people_of_other_courses_are_enrolled_without_overwriting_their_names(se
 
     assert result.added == 1
     assert session.scalar(sa.select(sa.func.count(User.id)).where(sa.func.lower(User.name) == "ann@uni.edu")) == 1
-    assert (shared.full_name, shared.email) == ("Ann Original", "ann@uni.edu")   # filled in, not overwritten
+    assert (shared.full_name, shared.email) == ("Ann Original", None)   # user-level: neither written nor filled
     assert member_of(session, shared, ml.id).role == Role.STUDENT
     assert member_of(session, shared, other.id).role == Role.STUDENT
 
@@ -286,3 +286,54 @@ def test_hostile_rows_bom_crlf_quoted_commas_duplicates_unknown_roles(session, m
     assert enrollment_of(session, ml, "ann@uni.edu").section == "A, morning"
     # A formula is plain data in the database; invites.csv and the grade export neutralise it.
     assert session.scalar(sa.select(User.full_name).where(User.name == "cy@uni.edu")) == '=HYPERLINK("http://x")'
+
+
+def test_a_file_of_staff_only_drops_nobody(session, ml, prof):
+    run(session, ml, canvas(range(3)), prof)
+
+    result = run(session, ml, plain("name,email,role", "Tia Two,tia@uni.edu,ta"), prof)
+
+    assert (result.added, result.dropped) == (1, 0)
+    assert result.drops_withheld.startswith("3 active student(s) are not in the file, but nobody was dropped "
+                                            "because the file lists no student")
+    assert all(enrollment_of(session, ml, f"stu{i:03d}@uni.edu").status == EnrollmentStatus.ACTIVE for i in range(3))
+
+
+def test_a_canvas_row_is_matched_by_its_stored_canvas_id_before_its_login(session, ml, prof):
+    run(session, ml, canvas(range(3)), prof)
+    before = snapshot(session, ml)
+    no_sis = [[*canvas_student(i)[:2], "", "", *canvas_student(i)[4:]] for i in range(3)]
+
+    result = run(session, ml, csv_bytes([CANVAS_HEADER, *no_sis]), prof)
+
+    assert (result.added, result.updated, result.unchanged, result.dropped) == (0, 0, 3, 0)
+    assert snapshot(session, ml) == before
+    assert session.scalar(sa.select(sa.func.count(User.id)).where(User.name.like("5000%"))) == 0
+
+
+def test_one_person_matched_by_canvas_id_and_by_login_on_two_lines_is_refused(session, ml, prof):
+    run(session, ml, canvas(range(2)), prof)
+    # line 2: stu000's Canvas ID without SIS data; line 3: stu000's login with a new Canvas ID.
+    rows = [["Last000, First0", "50000", "", "", "A", "", ""],
+            ["Last000, First0", "60000", "S000000", "stu000@uni.edu", "A", "", ""], canvas_student(1)]
+
+    result = run(session, ml, csv_bytes([CANVAS_HEADER, *rows]), prof)
+
+    assert [(r.line, r.reason.split(" (")[0]) for r in result.refused] == [(3, "the same person as line 2")]
+    assert enrollment_of(session, ml, "stu000@uni.edu").lms_id == "50000"
+
+
+def test_names_are_user_level_and_never_written_by_another_courses_import(session, ml, prof):
+    other = create_course(session, "cv201", "Vision")
+    alice = User(name="alice", role=Role.STUDENT)          # created without a name in another course
+    session.add(alice)
+    session.flush()
+    enroll(session, other, alice, Role.STUDENT)
+
+    run(session, ml, csv_bytes([CANVAS_HEADER, ["Evil, Mallory", "1", "S1", "alice", "A", "", ""]]), prof)
+
+    assert (alice.full_name, alice.email) == (None, None)
+    # Enrolled in ml101 only: the file writes them.
+    run(session, ml, plain("name,email", "Ann Lee,ann@uni.edu"), prof)
+    run(session, ml, plain("name,email", "Ann B. Lee,ann@uni.edu"), prof)
+    assert session.scalar(sa.select(User.full_name).where(User.name == "ann@uni.edu")) == "Ann B. Lee"
