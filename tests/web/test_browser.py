@@ -78,6 +78,11 @@ def cifar10_classes() -> list[str]:
     return list(load_task(REPO / "datasets" / "cifar10.yaml").classes)
 
 
+def display_name(demo, who: str) -> str:
+    me = httpx.get(f"{demo.url}/api/v1/me", headers={"Authorization": f"Bearer {demo.tokens[who]}"}).json()
+    return me["courses"][0]["display_name"]
+
+
 def own_submission(demo, who: str, task: str) -> int:
     rows = httpx.get(f"{demo.url}/api/v1/me/submissions", params={"task": task},
                      headers={"Authorization": f"Bearer {demo.tokens[who]}"}).json()["submissions"]
@@ -87,7 +92,9 @@ def own_submission(demo, who: str, task: str) -> int:
 def test_student_leaderboard_tabs_submission_and_charts(browser, demo) -> None:
     page = login(browser, demo, "alice")
     mine = page.locator("#leaderboard tr.mine")
-    assert mine.count() == 1 and "alice" in mine.inner_text()
+    # her row, under the display name the demo gave her (students never see each other's logins)
+    assert mine.count() == 1 and display_name(demo, "alice") in mine.inner_text()
+    assert "alice" not in page.inner_text("#leaderboard")
     page.screenshot(path=str(SHOTS / "leaderboard-public.png"), full_page=True)
 
     assert page.locator("#toggle-classes").count() == 0  # no per-class columns on the public board (D9)
@@ -132,7 +139,9 @@ def test_instructor_pages_and_phone_width(browser, demo) -> None:
     assert page.locator("svg.histogram").count() == 2
     page.select_option("select[name=student]", "bob")
     page.click("form.filters button")
-    assert set(page.locator("#submissions tbody td:nth-child(2)").all_inner_texts()) == {"bob"}
+    # staff see the login, with the display name next to it
+    assert set(page.locator("#submissions tbody td:nth-child(2)").all_inner_texts()) == {
+        f"bob {display_name(demo, 'bob')}"}
     page.click("#rescore")  # CSRF-protected POST, then back with a message
     assert "Re-queued" in page.inner_text(".flash")
     page.screenshot(path=str(SHOTS / "instructor.png"), full_page=True)
