@@ -165,10 +165,13 @@ def _staff_of(session, user: User, course: str) -> tuple[Course, Member]:
 
 def _roster_ctx(session, v: Viewer, found: Course, member: Member, q: str, role: str, status: str) -> dict[str, Any]:
     entries = member_service.roster(session, found, q=q or None, role=role or None, status=status or None)
+    everyone = entries if not (q or role or status) else member_service.roster(session, found)
+    # The course's count, whatever the search shows.
     return {**v.ctx(), "course": found, "member": member, "can_edit": member.is_instructor, "members": entries,
             "q": q, "role": role, "status": status, "roles": _ROLES, "statuses": _STATUSES, "result": None,
             "error": None, "flash": None, "count_active_students": sum(
-                1 for e in entries if e.role.value == "student" and e.status.value == "active")}
+                1 for e in everyone if e.role.value == "student" and e.status.value == "active"),
+            "count_shown": len(entries)}
 
 
 @router.get("/instructor/courses/{course}/roster", response_class=HTMLResponse)

@@ -116,7 +116,8 @@ def test_account_page_changes_the_display_name(browser, demo, size):
     page.goto(f"{demo.url}/account")
     field = "input[name=display_name]"
     page.screenshot(path=str(SHOTS / f"account-before-{size}.png"), full_page=True)
-    assert _in_view(page, field) and _in_view(page, "form[action='/account/token'] button")
+    save = "form[action='/account/display-name'] button"
+    assert _in_view(page, field) and _in_view(page, save) and _in_view(page, "form[action='/account/token'] button")
     new = f"bob-{size}-name"
     page.fill(field, new)
     page.click("form[action='/account/display-name'] button")
@@ -133,7 +134,8 @@ def test_staff_roster_page_lists_and_searches_the_course(browser, demo, size):
     page = _page(browser, demo, "prof", size)
     page.goto(f"{demo.url}/instructor/courses/default/roster?q=nina")
     text = page.inner_text("main")
-    assert "Ng, Nina" in text and "Smith, Alice" not in text  # the search narrows the list
+    assert "Ng, Nina" in text and "Smith, Alice" not in text  # the search narrows the list ...
+    assert "active students 4" in text and "shown 1" in text  # ... not the course's count
     assert _in_view(page, "form.filters input[name=q]")
     _readable(page, f"roster-{size}")
     page.close()
