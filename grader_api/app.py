@@ -25,10 +25,10 @@ API_PREFIX = "/api/v1"
 
 
 def _start(app: FastAPI, settings: Settings) -> None:
-    from grader_api.tokens import LiveTokenIndex
     from grader_api.db import get_database, migrate
     from grader_api.ratelimit import RateLimiter
     from grader_api.storage import LocalStorage
+    from grader_api.tokens import LiveTokenIndex
     from grader_api.validation_slots import ValidationSlots
 
     redact_access_log()
@@ -96,7 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseCredentialsInQuery)
 
     from grader_api.routers import courses, me, submissions, tasks, teams, users
-
     from grader_api.schemas import ErrorOut
 
     # Validation errors are answered in the service's error envelope (errors.py), so document

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-
 from urllib.parse import quote
 
 import httpx

@@ -55,9 +55,8 @@ def seed_demo(settings: Settings, db: Database, relay: OutboxRelay, storage: Loc
 
 def _write_sample_files(settings: Settings, db: Database) -> list[tuple[str, Path]]:
     """One ready-to-submit predictions file per task, so a newcomer can try `grade submit`."""
-    from scoring.splits import load_split
-
     from grader_api.lifecycle.split_cache import task_spec
+    from scoring.splits import load_split
 
     out_dir = settings.var_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,10 +82,9 @@ def _print_samples(samples: list[tuple[str, Path]]) -> None:
 
 
 def _seed_task(settings: Settings, db: Database, path: Path) -> None:
-    from scoring.tasks import load_task
-
     from grader_api.services.courses import DEFAULT_COURSE, get_course
     from grader_api.services.tasks import CourseOptions, create_task
+    from scoring.tasks import load_task
 
     spec = load_task(path)
     with db.transaction() as s:
@@ -165,10 +163,9 @@ def _print_tokens(tokens: dict[str, str]) -> None:
 
 
 def _seed_submissions(settings: Settings, db: Database, relay: OutboxRelay, storage: LocalStorage) -> None:
-    from scoring.splits import load_split
-
     from grader_api.lifecycle.split_cache import task_spec
     from grader_api.services.submissions import accept_upload
+    from scoring.splits import load_split
 
     with db.transaction() as s:
         tasks = s.scalars(sa.select(Task).order_by(Task.name)).all()

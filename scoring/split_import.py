@@ -147,7 +147,7 @@ def read_image_folder(source: Path, classes: tuple[str, ...], *,
     """(images uint8 (N, C, H, W), labels, file stems) from `source/<class>/<image>`.
     Class order is the task's; a folder that is not a class is an error. Images must all
     have one size unless `size` (H, W) is given, in which case they are resized."""
-    from PIL import Image   # lazily: only this importer needs Pillow
+    from PIL import Image  # lazily: only this importer needs Pillow
 
     source = Path(source)
     if not source.is_dir():

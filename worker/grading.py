@@ -27,8 +27,8 @@ from grader_api.lifecycle.split_cache import load_split_cached, task_spec
 from grader_api.lifecycle.transitions import COUNTED_NOTICE, Outcome
 from grader_api.models import Submission, SubmissionKind, Task
 from grader_api.storage import LocalStorage
-from scoring.types import TaskSpec
 from scoring.errors import PredictionFormatError
+from scoring.types import TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ never a traceback, with a documented exit code (docs/cli.md):
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime

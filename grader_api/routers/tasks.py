@@ -11,8 +11,15 @@ from grader_api.auth import CurrentUser
 from grader_api.errors import ApiError
 from grader_api.routers.csv_response import CSV_ROUTE_ERRORS, CsvResponse
 from grader_api.routers.deps import DB_ID_MAX, CourseQuery, RelayDep, SessionDep, SettingsDep
-from grader_api.schemas import (InstructorSubmissionRow, Leaderboard, RescoreOut, TaskCreate, TaskDetail,
-                                TaskPatch, TaskSummary)
+from grader_api.schemas import (
+    InstructorSubmissionRow,
+    Leaderboard,
+    RescoreOut,
+    TaskCreate,
+    TaskDetail,
+    TaskPatch,
+    TaskSummary,
+)
 from grader_api.services import leaderboard as board_service
 from grader_api.services import submissions as submission_service
 from grader_api.services import tasks as task_service

@@ -27,8 +27,8 @@ from grader_api.schemas import Leaderboard, LeaderboardRow
 from grader_api.services import teams as team_service
 from grader_api.services.courses import Member
 from grader_api.services.errors import InvalidInput, PrivateHidden
-from grader_api.services.submissions import can_see_private
 from grader_api.services.spreadsheet import spreadsheet_safe
+from grader_api.services.submissions import can_see_private
 
 
 @dataclass

@@ -43,8 +43,7 @@ from sqlalchemy.orm import Session
 from grader_api.db import Database, lock_row
 from grader_api.display_names import display_name_key, unique_pseudonym
 from grader_api.models import Course, Enrollment, EnrollmentStatus, Role, User, utcnow
-from grader_api.roster import (ParsedRoster, Refused, RosterFileError, RosterFormat, RosterRow, Skipped,
-                               parse_roster)
+from grader_api.roster import ParsedRoster, Refused, RosterFileError, RosterFormat, RosterRow, Skipped, parse_roster
 from grader_api.services.courses import STAFF, Member, get_course, require_instructor, require_member
 from grader_api.services.errors import Conflict, InvalidInput, NotFound
 

@@ -23,8 +23,14 @@ from grader_api.routers.deps import DatabaseDep, SessionDep, StorageDep
 from grader_api.services import invites as invite_service
 from grader_api.services import members as member_service
 from grader_api.services import roster_import
-from grader_api.services.courses import (Member, get_course, memberships, require_instructor, require_member,
-                                         require_staff)
+from grader_api.services.courses import (
+    Member,
+    get_course,
+    memberships,
+    require_instructor,
+    require_member,
+    require_staff,
+)
 from grader_api.services.errors import DomainError
 from grader_api.services.users import user_view
 from grader_api.tokens import live_token, rotate_token

@@ -32,7 +32,7 @@ def parse_predictions(source: bytes | Path, task: TaskSpec, split: Split,
     message is safe to show the student: it never contains label data. `cpu_budget_s` bounds
     the CPU time spent checking a CSV row by row (the server passes its per-upload limit).
     """
-    from scoring.parsers import arrays, csv_format   # keep `import scoring.parsers` light
+    from scoring.parsers import arrays, csv_format  # keep `import scoring.parsers` light
 
     if isinstance(source, (str, Path)):
         path = Path(source)

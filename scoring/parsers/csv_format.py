@@ -19,7 +19,13 @@ import numpy as np
 from scoring.parsers import arrow_csv
 from scoring.parsers.codes import ErrorCode
 from scoring.parsers.common import (
-    MAX_SHOWN_IDS, bad_score_mask, class_list, describe_bad_value, fail, first_bad, shown,
+    MAX_SHOWN_IDS,
+    bad_score_mask,
+    class_list,
+    describe_bad_value,
+    fail,
+    first_bad,
+    shown,
 )
 from scoring.parsers.text import BOM, decode_csv_text
 from scoring.types import Predictions, Split, TaskSpec

@@ -8,8 +8,8 @@ import httpx
 from typer.testing import CliRunner
 
 from grader_api import client as client_module
-from grader_api.client import Client as RealClient
 from grader_api.cli.main import app
+from grader_api.client import Client as RealClient
 
 
 def _grade(monkeypatch, tmp_path, task: dict, *args: str) -> str:

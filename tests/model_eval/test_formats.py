@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import reference_models
+from tests.memory import peak_bytes_of
 from tests.scoring.test_zipdir import claims_huge_directory, many_entries_zip
 from worker.model_formats import ModelFormat, is_model_file, sniff_model_format
-from tests.memory import peak_bytes_of
 from worker.sandbox.errors import ModelRejected
 
 from .helpers import save_safetensors, save_state_dict, save_torchscript

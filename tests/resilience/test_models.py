@@ -145,9 +145,8 @@ def _sandbox_orphans(env) -> list[str] | None:
     this cannot be told (not root: the sandbox then runs as the test's own user)."""
     if os.geteuid() != 0:
         return None
-    from worker.sandbox.isolation import NOBODY_UID
-
     from tests.resilience.stack import _children
+    from worker.sandbox.isolation import NOBODY_UID
 
     # The test process has its own pool (offline evaluations) with a warm spare: not an orphan.
     roots = [w.proc.pid for w in env.stack.workers] + [os.getpid()]

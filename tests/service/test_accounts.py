@@ -75,8 +75,8 @@ def test_display_names_only_in_ones_own_active_courses(api):
 
 
 def test_rotating_the_token_revokes_every_earlier_one(api):
-    from grader_api.tokens import issue_token
     from grader_api.services.users import get_user
+    from grader_api.tokens import issue_token
 
     with api.client.app.state.db.transaction() as s:
         second = issue_token(s, get_user(s, "alice"))

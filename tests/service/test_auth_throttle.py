@@ -82,8 +82,8 @@ def test_a_classmate_behind_the_same_address_keeps_working_while_it_is_throttled
     assert nat.get("/api/v1/me", headers=auth(fresh)).status_code == 200
     # ... and a revoked one is refused by the ordinary lookup.
     with course.app.state.db.transaction() as s:
-        from grader_api.tokens import revoke_tokens
         from grader_api.models import User
+        from grader_api.tokens import revoke_tokens
         revoke_tokens(s, s.scalar(sa.select(User).where(User.name == "alice")))
     assert nat.get("/api/v1/me", headers=auth(course.alice)).status_code in (401, 429)
 

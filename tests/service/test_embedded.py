@@ -17,12 +17,13 @@ def test_upload_is_scored_and_ranked_like_offline_scoring(course):
     assert sub["status"] == "scored", sub
 
     # Same numbers as the scoring core called directly.
+    import yaml
+
     from scoring.evaluate import evaluate
     from scoring.parsers import parse_predictions
     from scoring.splits import load_split
     from scoring.tasks import parse_task
     from tests.service.helpers import task_yaml
-    import yaml
 
     spec = parse_task(yaml.safe_load(task_yaml()), "t")
     split = load_split(course.settings.effective_data_root / "pets/test", spec)

@@ -20,8 +20,16 @@ from grader_api.config import Settings
 from grader_api.models import Outbox, Submission, SubmissionStatus
 from tests.service import real_stack
 from tests.service.conftest import seed_users
-from tests.service.helpers import (auth, make_split, predictions_csv, race_for_the_last_submission, stored_files,
-                                  task_yaml, upload, wait_for_status)
+from tests.service.helpers import (
+    auth,
+    make_split,
+    predictions_csv,
+    race_for_the_last_submission,
+    stored_files,
+    task_yaml,
+    upload,
+    wait_for_status,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from grader_api.models import Submission
-from tests.service.helpers import (CLASSES, auth, ids_for, predictions_csv, task_yaml, upload,
-                                   wait_for_status)
+from tests.service.helpers import CLASSES, auth, ids_for, predictions_csv, task_yaml, upload, wait_for_status
 
 
 def _submit(course, task: str, content: bytes, note: str | None = None) -> dict:

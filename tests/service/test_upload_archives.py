@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+import worker.model_formats  # noqa: F401 - imported lazily by the upload check; here before memory is traced
 from grader_api.app import create_app
 from grader_api.services.errors import InvalidUpload
 from grader_api.services.upload_kind import detect_upload_kind
 from tests.model_eval.hostile_archives import hostile_exported_programs
-import worker.model_formats  # noqa: F401 - imported lazily by the upload check; here before memory is traced
 from tests.scoring.test_zipdir import claims_huge_directory, many_entries_zip
 from tests.service.conftest import embedded_settings, seed_users
 from tests.service.helpers import auth, ids_for, stored_files, task_yaml, upload

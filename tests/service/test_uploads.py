@@ -87,10 +87,11 @@ def test_model_file_for_a_predictions_only_task_is_415(course):
 
 
 def test_upload_kind_detection():
-    from grader_api.models import SubmissionKind
-    from grader_api.services.upload_kind import detect_upload_kind
     import tempfile
     from pathlib import Path
+
+    from grader_api.models import SubmissionKind
+    from grader_api.services.upload_kind import detect_upload_kind
 
     def kind(data: bytes):
         with tempfile.NamedTemporaryFile(delete=False) as f:

@@ -64,13 +64,13 @@ def seed_course(var_dir: Path) -> tuple[dict[str, str], np.ndarray]:
     """Users prof/alice/bob and three tasks on one small split: `pets` (open, 10 a day),
     `pets-limited` (1 a day), `pets-closed` (deadline passed), in a database that is a copy of
     the schema migrated once per session (start-up finds it at head). Returns (tokens, labels)."""
-    from scoring.splits import write_split
     from sqlalchemy.engine import make_url
 
     from grader_api.config import Settings
     from grader_api.db import get_database
     from grader_api.services.tasks import CourseOptions, create_task
     from grader_api.services.users import create_user
+    from scoring.splits import write_split
 
     settings = Settings(var_dir=var_dir, database_url=None, redis_url=None, datasets_dir=REPO / "datasets")
     settings.ensure_dirs()

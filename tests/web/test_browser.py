@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from scoring.tasks import load_task
-
 from tests.web.live_server import REPO, running_server, wait_scored
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -11,8 +11,8 @@ import io
 import httpx
 import pytest
 
-from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, page_overflow, stray_values
 from tests.web.live_server import running_server, wait_scored
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, page_overflow, stray_values
 
 pytestmark = [
     pytest.mark.browser,

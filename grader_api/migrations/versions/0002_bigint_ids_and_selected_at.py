@@ -12,7 +12,6 @@ this revision keep NULL (time unknown).
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0002'
 down_revision = '0001'
 branch_labels = None

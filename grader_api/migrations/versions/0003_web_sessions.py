@@ -6,9 +6,8 @@ Revises: 0002
 cookie, the token it logged in with), so log-out ends the session on the server. Cookies
 issued before this revision carry no session id and lead to the log-in page once.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

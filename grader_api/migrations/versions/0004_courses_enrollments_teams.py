@@ -6,9 +6,8 @@ Every existing task and user moves into one course, `default`: each user is enro
 the role they had (`users.role` is kept as it was) and a display name `user-<id>` they can change.
 Task names become unique per course instead of server-wide. Nothing is dropped.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'
