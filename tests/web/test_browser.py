@@ -158,6 +158,10 @@ def test_instructor_pages_and_phone_width(browser, demo) -> None:
 
 
 def test_student_on_a_phone_reads_the_withheld_note_and_the_public_board(browser, demo) -> None:
+    # the longest display name there can be, so the board is checked at its widest
+    r = httpx.put(f"{demo.url}/api/v1/courses/default/me/display-name", json={"display_name": "x" * 36 + "-bee"},
+                  headers={"Authorization": f"Bearer {demo.tokens['alice']}"})
+    assert r.status_code == 200, r.text
     phone = login(browser, demo, "alice", width=390, height=844)
     phone.goto(f"{demo.url}/submissions/{own_submission(demo, 'alice', 'cifar10')}")
     assert fits_width(phone, "#public-score")
@@ -173,6 +177,7 @@ def test_student_on_a_phone_reads_the_withheld_note_and_the_public_board(browser
     for cell in ("#leaderboard thead th:nth-child(3)", "#leaderboard tr.mine td:nth-child(3)"):
         assert fits_width(phone, cell)  # rank, name and score readable without scrolling the table
     assert page_overflow(phone) <= 1 and stray_values(phone) == []
+    phone.screenshot(path=str(SHOTS / "leaderboard-long-name-phone.png"), full_page=True)
     phone.close()
 
 
