@@ -85,9 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "scores on held-out splits, public and private leaderboards.",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,   # Swagger UI and ReDoc are served by _include_api_docs from files in a package
         redoc_url=None,
-        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect",
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.settings = settings
@@ -109,8 +108,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (me, tasks, submissions, users, teams, courses):
         api.include_router(module.router)
     app.include_router(api)
+    _include_api_docs(app)
     _include_web_pages(app)
     return app
+
+
+DOCS_ASSETS = f"{API_PREFIX}/docs/assets"
+
+
+def _include_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /api/v1/docs and ReDoc at /api/v1/redoc, from the files the fastapi-offline
+    package ships (Swagger UI 5 reads OpenAPI 3.1), not a CDN: the pages work on a machine or a
+    campus network without internet access."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).with_name("static")
+    redirect = f"{API_PREFIX}/docs/oauth2-redirect"
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{API_PREFIX}/openapi.json", title="heldout API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                                   oauth2_redirect_url=redirect)
+
+    @app.get(f"{API_PREFIX}/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=f"{API_PREFIX}/openapi.json", title="heldout API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+    @app.get(redirect, include_in_schema=False)
+    def docs_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="api-docs-assets")
 
 
 def _include_web_pages(app: FastAPI) -> None:
