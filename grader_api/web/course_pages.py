@@ -35,12 +35,11 @@ from grader_api.services.errors import DomainError
 from grader_api.services.users import user_view
 from grader_api.tokens import live_token, rotate_token
 from grader_api.web import session as websession
-from grader_api.web.pages import Viewer, _error, _refused, _to_login, _viewer
+from grader_api.web.pages import FORM_EXPIRED, Viewer, _error, _refused, _to_login, _viewer
 from grader_api.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
-_EXPIRED_FORM = "The form expired; reload the page and try again."
 _ROLES = ("student", "ta", "instructor")
 _STATUSES = ("active", "dropped")
 
@@ -78,7 +77,7 @@ def join(request: Request, session: SessionDep, code: str, csrf_token: Annotated
 
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
     limiter, client = request.app.state.limiter, client_address(request)
     retry = limiter.join_retry_after(client)
     if retry is not None:
@@ -123,7 +122,7 @@ def account_display_name(request: Request, session: SessionDep, course: Annotate
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         member = require_member(session, v.user, get_course(session, course))
         member_service.set_display_name(session, member, display_name)
@@ -140,7 +139,7 @@ def account_token(request: Request, session: SessionDep, confirm: Annotated[str,
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
     if confirm != "yes":
         return _account(request, session, v, status=400,
                         error="Tick the box to confirm: your current token stops working everywhere.")
@@ -224,7 +223,7 @@ async def roster_upload(request: Request, db: DatabaseDep, storage: StorageDep, 
     except ApiError as e:
         return await run_in_threadpool(_roster_result, request, db, v, user, course, None, e.detail, e.status)
     if not websession.csrf_ok(v.sess, fields.get("csrf_token")):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
 
     def apply() -> roster_import.RosterImportResult:
         parsed = roster_import.parse_roster_file(data, filename)
@@ -256,7 +255,7 @@ def roster_member(request: Request, session: SessionDep, course: str, login: str
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         found, member = _staff_of(session, v.user, course)
         member_service.update_member(session, found, login, actor=member, role=role or None, status=status or None,
@@ -277,7 +276,7 @@ def roster_invites(request: Request, session: SessionDep, course: str,
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _EXPIRED_FORM)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         found, member = _staff_of(session, v.user, course)
         require_instructor(member)

@@ -29,6 +29,8 @@ from scoring.metrics.info import PER_CLASS_KEY, PER_CLASS_KEYS
 router = APIRouter(include_in_schema=False)
 
 REFRESH_SECONDS = 2
+# What a POST with a missing or stale CSRF token is told (every form of every page module).
+FORM_EXPIRED = "The form expired; reload the page and try again."
 
 
 @dataclass
@@ -104,7 +106,7 @@ def login(request: Request, session: SessionDep, token: Annotated[str, Form()] =
 
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, "The form expired; reload the page and try again.")
+        return _error(request, v, 403, FORM_EXPIRED)
     limiter, client = request.app.state.limiter, client_address(request)
     retry = limiter.auth_retry_after(client)
     index = request.app.state.token_index
@@ -133,7 +135,7 @@ def login(request: Request, session: SessionDep, token: Annotated[str, Form()] =
 def logout(request: Request, session: SessionDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     v = _viewer(request, session)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, "The form expired; reload the page and try again.")
+        return _error(request, v, 403, FORM_EXPIRED)
     websession.log_out(session, v.sess)
     resp = RedirectResponse("/login", status_code=303)
     websession.clear(resp)
@@ -361,7 +363,7 @@ def instructor_rescore(request: Request, session: SessionDep, name: str, csrf_to
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, "The form expired; reload the page and try again.")
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         task, member = _staff_task(session, v, name, course)
     except DomainError as e:

@@ -23,13 +23,12 @@ from grader_api.services import teams as team_service
 from grader_api.services.courses import require_staff, resolve_task
 from grader_api.services.errors import DomainError
 from grader_api.web import session as websession
-from grader_api.web.pages import Viewer, _error, _refused, _to_login, _viewer
+from grader_api.web.pages import FORM_EXPIRED, Viewer, _error, _refused, _to_login, _viewer
 from grader_api.web.render import render
 
 router = APIRouter(include_in_schema=False)
 
 CourseParam = Annotated[str | None, Query(max_length=40)]
-_FORM_EXPIRED = "The form expired; reload the page and try again."
 _DONE = {"created": "Team created: share the join code with your teammates.", "joined": "You joined the team.",
          "left": "You left the team.", "dissolved": "You were its last member: the team is dissolved.",
          "changed": "Team changed.", "removed": "Team dissolved."}
@@ -98,7 +97,7 @@ def create_team(request: Request, session: SessionDep, name: str, course: Course
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _FORM_EXPIRED)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         task, member = resolve_task(session, v.user, name, course)
         team_service.create_team(session, task, member, team_name)
@@ -118,7 +117,7 @@ def join_team(request: Request, session: SessionDep, code: Annotated[str, Form(m
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _FORM_EXPIRED)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         team, joined_task, member = join_with_code(request, session, v.user, code)
     except (DomainError, ApiError) as e:
@@ -136,7 +135,7 @@ def leave_team(request: Request, session: SessionDep, name: str, course: CourseP
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _FORM_EXPIRED)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         task, member = resolve_task(session, v.user, name, course)
         out = team_service.leave_team(session, task, member)
@@ -188,7 +187,7 @@ def staff_create(request: Request, session: SessionDep, name: str, course: Cours
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _FORM_EXPIRED)
+        return _error(request, v, 403, FORM_EXPIRED)
     try:
         task, member = resolve_task(session, v.user, name, course)
         team_service.create_team(session, task, require_staff(member), team_name, _names(members))
@@ -207,7 +206,7 @@ def staff_edit(request: Request, session: SessionDep, team_id: int,
     if v.user is None:
         return _to_login(request)
     if not websession.csrf_ok(v.sess, csrf_token):
-        return _error(request, v, 403, _FORM_EXPIRED)
+        return _error(request, v, 403, FORM_EXPIRED)
     if not 1 <= team_id <= 2**31 - 1:
         return _error(request, v, 404, f"team {team_id} not found")
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.live_server import predictions_csv, seed_course
+from tests.web.live_server import ARGS, CHROMIUM, SHOTS, predictions_csv, seed_course
 
 
 @dataclass
@@ -57,3 +57,15 @@ def web(tmp_path_factory):
             for sid in sids:
                 _wait(client, tokens[who], sid)
         yield WebCourse(client, tokens, ids)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless system Chromium, one per test module (the browser tests skip without it)."""
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()

@@ -27,6 +27,11 @@ import numpy as np
 from tests.support.databases import copy_migrated_sqlite
 
 REPO = Path(__file__).resolve().parents[2]
+# Browser tests: the system Chromium, driven by Playwright, and where their screenshots go.
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "test-output" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
 CLASSES = ("cat", "dog", "bird")
 N_ITEMS = 60
 

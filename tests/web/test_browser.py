@@ -6,18 +6,12 @@ test-output/screenshots/."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
 import pytest
 
 from scoring.tasks import load_task
-from tests.web.live_server import REPO, running_server, wait_scored
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = REPO / "test-output" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.web.live_server import CHROMIUM, REPO, SHOTS, running_server, wait_scored
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,17 +26,6 @@ def demo(tmp_path_factory):
         for task in ("cifar10", "segmentation6"):
             wait_scored(server.url, server.tokens["alice"], task, 3)
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def login(browser, demo, who: str, width: int = 1100, height: int = 800):

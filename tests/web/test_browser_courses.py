@@ -11,8 +11,8 @@ import io
 import httpx
 import pytest
 
-from tests.web.live_server import running_server, wait_scored
-from tests.web.test_browser import ARGS, CHROMIUM, SHOTS, page_overflow, stray_values
+from tests.web.live_server import CHROMIUM, SHOTS, running_server, wait_scored
+from tests.web.test_browser import page_overflow, stray_values
 
 pytestmark = [
     pytest.mark.browser,
@@ -50,17 +50,6 @@ def _team_task_yaml() -> str:
 
     text = (REPO / "datasets" / "cifar10.yaml").read_text()
     return text.replace("name: cifar10", f"name: {TEAM_TASK}", 1) + "\nteam_size: 2\n"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def _page(browser, demo, who: str | None, size: str):
